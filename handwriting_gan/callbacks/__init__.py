@@ -1,0 +1,1 @@
+"""Lightning callbacks that turn a training run into figures, TensorBoard entries and files."""

@@ -1,0 +1,1 @@
+"""Generator and discriminator networks, and the file format of a trained generator."""
