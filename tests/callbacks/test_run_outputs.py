@@ -1,0 +1,66 @@
+"""What a finished run leaves for a person: sample grids, the GIF, the loss figure, TensorBoard events."""
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from handwriting_gan.config import compose_config
+from handwriting_gan.train import train
+from tests_support import FAST
+
+EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = compose_config([*FAST, f"trainer.max_epochs={EPOCHS}"], run_dir=run_dir)
+    train(cfg)
+    return run_dir
+
+
+def test_one_sample_grid_per_epoch_sized_by_the_dataset(finished_run):
+    frames = sorted((finished_run / "figures").glob("samples_epoch_*.png"))
+    assert [f.name for f in frames] == [f"samples_epoch_{e:03d}.png" for e in range(EPOCHS)]
+    # 4x4 grid of 28 px images with make_grid's 2 px padding: 4 * 30 + 2 = 122.
+    assert Image.open(frames[0]).size == (122, 122)
+
+
+def test_progress_gif_has_one_frame_per_epoch(finished_run):
+    gif = Image.open(finished_run / "figures" / "progress.gif")
+    assert gif.format == "GIF"
+    assert gif.n_frames == EPOCHS
+
+
+def test_loss_figure_is_a_real_plot(finished_run):
+    figure = Image.open(finished_run / "figures" / "losses.png")
+    assert figure.size == (600, 400)
+    assert len(set(figure.convert("RGB").getdata())) > 10  # lines, text and axes, not a blank canvas
+
+
+def test_tensorboard_holds_grids_losses_and_hyperparameters(finished_run):
+    events = EventAccumulator(str(finished_run / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert len(events.Images("samples")) == EPOCHS
+    for name in ("d_loss", "g_loss", "d_real", "d_fake"):
+        assert len(events.Scalars(f"train/{name}_epoch")) == EPOCHS
+        assert f"train/{name}_step" in tags["scalars"]
+    d_real = [e.value for e in events.Scalars("train/d_real_epoch")]
+    assert all(0.0 < value < 1.0 for value in d_real)  # mean D(x) is a probability
+    hparams = (finished_run / "tensorboard" / "hparams.yaml").read_text()
+    assert "d_steps: 1" in hparams and "lr: 0.0002" in hparams
+
+
+def test_generator_file_rebuilds_the_generator(finished_run):
+    import torch
+
+    from handwriting_gan.models.generator_file import load_generator
+
+    generator, meta = load_generator(finished_run / "generator.pt")
+    assert meta["latent_dim"] == 100 and meta["image_shape"] == [1, 28, 28]
+    assert meta["class_names"] == [f"class_{i}" for i in range(10)]
+    images = generator(torch.randn(3, 100))
+    assert images.shape == (3, 1, 28, 28)

@@ -1,0 +1,58 @@
+"""Shared fixtures: the real Hydra config composed with small overrides, the CLI, and real MNIST."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig
+
+from handwriting_gan.config import compose_config
+from tests_support import FAST  # noqa: F401  (re-exported for tests)
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("HWGAN_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def compose(tmp_path):
+    """compose(overrides) -> the real config with `paths.run_dir` inside the test's tmp_path."""
+
+    def _compose(overrides: list[str] = (), run_dir: Path | None = None) -> DictConfig:
+        return compose_config(list(overrides), run_dir=run_dir or tmp_path / "run")
+
+    return _compose
+
+
+def run_cli(args: list[str], cwd: Path, module: str = "handwriting_gan", timeout: int = 300, env=None):
+    """Run `python -m <module> args` as a user would; returns the CompletedProcess (text)."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+    )
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """cli(args) runs the training command inside tmp_path (so outputs/ lands there)."""
+
+    def _cli(args: list[str], **kwargs):
+        return run_cli(args, cwd=kwargs.pop("cwd", tmp_path), **kwargs)
+
+    return _cli
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    """The folder holding MNIST/raw with the full dataset (../shared/data); skips when absent."""
+    if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        pytest.skip(f"real MNIST not found under {SHARED_DATA} (set HWGAN_SHARED_DATA)")
+    return SHARED_DATA

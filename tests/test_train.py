@@ -1,0 +1,143 @@
+"""The training command as a user runs it: run folders, multirun, resume, experiments and errors."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from handwriting_gan.models.generator_file import load_generator
+from tests_support import FAST
+
+
+def only(paths):
+    paths = list(paths)
+    assert len(paths) == 1, paths
+    return paths[0]
+
+
+def test_a_run_leaves_its_folder_under_outputs_name_timestamp(cli, tmp_path):
+    result = cli(["debug=fast"])
+    assert result.returncode == 0, result.stderr
+    run = only((tmp_path / "outputs" / "debug").iterdir())
+    assert OmegaConf.load(run / ".hydra" / "config.yaml").dataset.size == 128
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "figures" / "progress.gif").is_file()
+    generator, _ = load_generator(run / "generator.pt")
+    assert generator(torch.randn(2, 100)).shape == (2, 1, 28, 28)
+
+
+def test_multirun_gives_one_folder_per_job(cli, tmp_path):
+    result = cli(["-m", "model=mlp3,mlp4", *FAST, "trainer.max_epochs=1"])
+    assert result.returncode == 0, result.stderr
+    sweep = only((tmp_path / "outputs" / "default").glob("multirun_*"))
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]
+    depths = []
+    for job in jobs:
+        generator, _ = load_generator(job / "generator.pt")
+        depths.append(generator.num_hidden_layers)
+        assert (job / "figures" / "samples_epoch_000.png").is_file()
+    assert depths == [3, 4]
+
+
+def test_resume_continues_the_run_in_place(cli, tmp_path):
+    run = tmp_path / "run"
+    first = cli([*FAST, "trainer.max_epochs=2", f"hydra.run.dir={run}"])
+    assert first.returncode == 0, first.stderr
+    config_before = (run / ".hydra" / "config.yaml").read_text()
+
+    second = cli([f"resume={run}", "trainer.max_epochs=4"])
+    assert second.returncode == 0, second.stderr
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["epoch"] == 3  # epochs 0..3: two new ones after the first two
+    frames = sorted((run / "figures").glob("samples_epoch_*.png"))
+    assert len(frames) == 4
+    assert Image.open(run / "figures" / "progress.gif").n_frames == 4
+    assert (run / ".hydra" / "config.yaml").read_text() == config_before  # the record is kept
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("train/d_loss_epoch")]
+    assert len(steps) == 4 and len(set(steps)) == 4 and steps == sorted(steps)
+    assert not list((tmp_path / "outputs").glob("*/*")), "resume must not create a new run folder"
+
+
+def test_resume_of_a_folder_that_is_not_a_run_says_so(cli, tmp_path):
+    (tmp_path / "not_a_run").mkdir()
+    result = cli([f"resume={tmp_path / 'not_a_run'}"])
+    assert result.returncode == 5
+    assert "is not a run folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_finished_run_folder_is_never_reused(cli, tmp_path):
+    run = tmp_path / "run"
+    assert cli([*FAST, "trainer.max_epochs=1", f"hydra.run.dir={run}"]).returncode == 0
+    weights = (run / "generator.pt").read_bytes()
+    again = cli([*FAST, "trainer.max_epochs=1", f"hydra.run.dir={run}"])
+    assert again.returncode == 5
+    assert f"resume={run}" in again.stderr
+    assert (run / "generator.pt").read_bytes() == weights
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where no GPU exists")
+def test_gpu_request_without_gpu_is_a_clear_error(cli):
+    result = cli(["dataset=mnist", "trainer.accelerator=gpu"])
+    assert result.returncode == 3
+    assert "trainer.accelerator=gpu" in result.stderr and "no CUDA GPU" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_mnist_offline_names_the_folder(cli, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli(["dataset=mnist", f"paths.data_dir={empty}", "dataset.download=false"])
+    assert result.returncode == 4
+    assert str(empty / "MNIST" / "raw") in result.stderr
+    assert "train-images-idx3-ubyte" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_paper_mnist_experiment_is_the_study_setting(compose):
+    cfg = compose(["experiment=paper_mnist"])
+    assert cfg.name == "paper_mnist"
+    assert cfg.dataset._target_.endswith("MNISTDataModule") and cfg.dataset.batch_size == 64
+    assert list(cfg.model.generator.hidden) == [256, 512, 1024]
+    assert cfg.trainer.max_epochs == 100 and cfg.optim.lr == 2e-4 and cfg.model.latent_dim == 100
+
+
+def test_default_trains_on_the_embedded_sample(compose):
+    cfg = compose([])
+    assert cfg.dataset._target_.endswith("MNISTSampleDataModule")
+    assert cfg.trainer.accelerator == "cpu"
+
+
+def test_data_dir_follows_the_environment(compose, monkeypatch, tmp_path):
+    monkeypatch.setenv("HWGAN_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert compose(["dataset=mnist"]).dataset.root == str(tmp_path / "elsewhere")
+
+
+def test_trainer_arguments_are_overridable(compose):
+    cfg = compose(["++trainer.limit_train_batches=7", "trainer=gpu", "trainer.precision=bf16-mixed"])
+    assert cfg.trainer.limit_train_batches == 7
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
+
+
+def test_run_folder_layout_matches_the_readme(cli, tmp_path):
+    run = tmp_path / "run"
+    assert cli([*FAST, f"hydra.run.dir={run}"]).returncode == 0
+    names = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
+    for expected in [
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        "checkpoints/last.ckpt",
+        "generator.pt",
+        "figures/samples_epoch_000.png",
+        "figures/samples_epoch_001.png",
+        "figures/losses.png",
+        "figures/progress.gif",
+        "tensorboard/hparams.yaml",
+    ]:
+        assert expected in names
+    assert not [n for n in names if Path(n).name.startswith(".") and "tmp" in n], "temp files left"
