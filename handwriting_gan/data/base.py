@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterator, Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
@@ -57,7 +58,13 @@ class ShuffledBatches(Sampler[torch.Tensor]):
 
 
 class ImageDataModule(L.LightningDataModule):
-    """Base for every dataset: subclasses implement `_load(train)` returning uint8 images and labels."""
+    """Base for every dataset: subclasses implement `_load(train)` returning uint8 images and labels.
+
+    `classes` keeps only the named classes in both splits; `per_class` keeps that many training images
+    of each class, picked by `seed` (the few-shot regime). Labels keep their dataset-wide values and
+    `class_names` stays the full table, so a label means the same class in every subset, and anything
+    indexed by label (a classifier trained on the whole dataset, exported folder names) still applies.
+    """
 
     #: Shown under sample grids and used as exported folder names; subclasses set it.
     class_names: Sequence[str] = ()
@@ -69,6 +76,8 @@ class ImageDataModule(L.LightningDataModule):
         sample_grid: int,
         seed: int = 0,
         drop_last: bool = True,
+        classes: Sequence[str | int] | str | int | None = None,
+        per_class: int | None = None,
     ) -> None:
         super().__init__()
         if int(batch_size) <= 0:
@@ -84,6 +93,13 @@ class ImageDataModule(L.LightningDataModule):
         self.sample_grid = int(sample_grid)
         self.seed = int(seed)
         self.drop_last = drop_last
+        self.classes = _class_list(classes)
+        if per_class is not None and int(per_class) <= 0:
+            raise ConfigError(
+                f"dataset.per_class={per_class} must be a positive number of training images per class, "
+                f"or null to keep them all."
+            )
+        self.per_class = None if per_class is None else int(per_class)
         self._splits: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- what a subclass provides -------------------------------------------------------------
@@ -95,6 +111,7 @@ class ImageDataModule(L.LightningDataModule):
     def split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """The training (GAN) or held-out test split as (uint8 images (N,C,H,W), int64 labels)."""
         if train not in self._splits:
+            kept = self.selected_labels  # a bad dataset.classes fails before any download
             images, labels = self._load(train)
             if images.ndim == 3:
                 images = images.unsqueeze(1)
@@ -107,12 +124,56 @@ class ImageDataModule(L.LightningDataModule):
                 )
             if len(images) != len(labels):
                 raise DataError(f"{type(self).__name__}: {len(images)} images but {len(labels)} labels.")
-            self._splits[train] = (images.contiguous(), labels.to(torch.int64))
+            labels = labels.to(torch.int64)
+            chosen = self._subset(labels, kept, per_class=self.per_class if train else None)
+            if chosen is not None:
+                images, labels = images[chosen], labels[chosen]
+            self._splits[train] = (images.contiguous(), labels)
         return self._splits[train]
 
     @property
     def num_classes(self) -> int:
+        """The size of the label space: every class of the dataset, whether `classes` keeps it or not."""
         return len(self.class_names)
+
+    @property
+    def selected_labels(self) -> tuple[int, ...]:
+        """The labels `dataset.classes` keeps, in the order it names them (all labels when it is null)."""
+        if self.classes is None:
+            return tuple(range(self.num_classes))
+        index = {str(name): label for label, name in enumerate(self.class_names)}
+        unknown = [name for name in self.classes if name not in index]
+        if unknown:
+            raise ConfigError(
+                f"dataset.classes={list(self.classes)} names {unknown}, which {type(self).__name__} does "
+                f"not have. Its classes are: {' '.join(map(str, self.class_names))}. Name classes from "
+                f"that list, e.g. dataset.classes=[{','.join(map(str, self.class_names[:2]))}]."
+            )
+        return tuple(index[name] for name in self.classes)
+
+    def _subset(
+        self, labels: torch.Tensor, kept: tuple[int, ...], per_class: int | None
+    ) -> torch.Tensor | None:
+        """Sorted indices of the images kept by `classes` and `per_class`; None when all are kept."""
+        if self.classes is None and per_class is None:
+            return None
+        members = {label: torch.nonzero(labels == label).flatten() for label in kept}
+        if per_class is not None:
+            fewest = min(kept, key=lambda label: len(members[label]))
+            if len(members[fewest]) < per_class:
+                most = len(members[fewest])
+                raise ConfigError(
+                    f"dataset.per_class={per_class} asks for {per_class} training images of every class, "
+                    f"but class {self.class_names[fewest]!r} of {type(self).__name__} has only {most}, "
+                    f"the most available for the selected classes. Use dataset.per_class={most} or "
+                    f"less, or leave that class out with dataset.classes."
+                )
+            for label, indices in members.items():
+                # Seeded by (seed, label): a class's picks do not depend on which other classes are kept,
+                # and a smaller per_class picks a subset of a larger one (SeedSequence needs seed >= 0).
+                order = np.random.default_rng([self.seed % 2**63, label]).permutation(len(indices))
+                members[label] = indices[torch.from_numpy(order[:per_class])]
+        return torch.sort(torch.cat(list(members.values()))).values
 
     def setup(self, stage: str | None = None) -> None:
         images, _ = self.split(train=True)
@@ -131,6 +192,19 @@ class ImageDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
         return to_signed_unit(images), labels
+
+
+def _class_list(classes: Sequence[str | int] | str | int | None) -> tuple[str, ...] | None:
+    """`dataset.classes` as class names; Hydra gives ints for `[0,1]` and a bare value for `=A`."""
+    if classes is None:
+        return None
+    names = (str(classes),) if isinstance(classes, str | int) else tuple(str(c) for c in classes)
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(
+            f"dataset.classes={list(names)} must name each class once and at least one class, e.g. "
+            f"dataset.classes=[0,1], or be null to keep every class."
+        )
+    return names
 
 
 def to_signed_unit(images: torch.Tensor) -> torch.Tensor:
