@@ -7,6 +7,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+import handwriting_gan.schema  # noqa: F401  (registers the typed schema train.yaml builds on)
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
