@@ -7,11 +7,13 @@ checks ranges. Every `UserError` is printed as one message and exits with its ow
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 import hydra
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -21,6 +23,8 @@ from handwriting_gan.errors import CheckpointError, ConfigError, UserError
 from handwriting_gan.schema import validate
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+# What Hydra writes into a run folder before the run itself starts.
+HYDRA_RECORD = {".hydra", "train.log"}
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -77,6 +81,17 @@ def precheck(argv: list[str]) -> None:
         raise ConfigError(
             f"paths.output_dir={output_dir} is a file, not a folder; choose another paths.output_dir."
         )
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir"):
+            blocked = next((p for p in [Path(value), *Path(value).parents] if p.is_file()), None)
+            if blocked is not None:
+                raise ConfigError(f"{key}={value} cannot be created: {blocked} is a file.")
+            if key == "hydra.run.dir" and not cfg.resume and (Path(value) / LAST_CHECKPOINT).exists():
+                raise CheckpointError(
+                    f"{value} already holds a run; pass resume={value} to continue it, or choose "
+                    f"another hydra.run.dir."
+                )
 
 
 def _composition_message(error: Exception) -> str:
@@ -93,6 +108,18 @@ def exit_with(error: UserError) -> None:
     sys.exit(error.exit_code)
 
 
+def discard_unstarted_run(run_dir: Path, output_dir: Path) -> None:
+    """Remove a run folder that holds nothing but Hydra's record of a run that failed to start,
+    and the folders above it that this leaves empty (up to paths.output_dir)."""
+    if not run_dir.is_dir() or any(p.name not in HYDRA_RECORD for p in run_dir.iterdir()):
+        return
+    shutil.rmtree(run_dir)
+    for parent in run_dir.parents:
+        if parent == output_dir.parent or any(parent.iterdir()):
+            break
+        parent.rmdir()
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def _run(cfg: DictConfig) -> float | None:
     try:
@@ -101,6 +128,9 @@ def _run(cfg: DictConfig) -> float | None:
 
         return train(cfg)
     except UserError as error:
+        if not cfg.resume:
+            run_dir = Path(HydraConfig.get().runtime.output_dir)
+            discard_unstarted_run(run_dir, Path(cfg.paths.output_dir).resolve())
         exit_with(error)
 
 

@@ -57,6 +57,12 @@ class GAN(L.LightningModule):
         self._epoch_sum = torch.zeros(len(self.STATS), device=self.device)
         self._epoch_batches = 0
 
+    def on_train_start(self) -> None:
+        # The configured rates apply also to a resumed run (its optimizer states carry the old ones).
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"], group["betas"] = self.lr, self.betas
+
     @property
     def latent_dim(self) -> int:
         return self.generator.latent_dim
@@ -102,6 +108,7 @@ class GAN(L.LightningModule):
                     torch.sigmoid(d_logits[n:]).mean(),
                 ]
             )
+        self.step_stats = stats  # read by the divergence guard
         self._epoch_sum += stats
         self._epoch_batches += 1
         if (batch_idx + 1) % self.trainer.log_every_n_steps == 0:

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from handwriting_gan.callbacks.checkpoint import read_checkpoint
 from handwriting_gan.cli import LAST_CHECKPOINT
 from handwriting_gan.errors import CheckpointError, ConfigError
 from handwriting_gan.models.generator_file import save_generator
@@ -29,14 +30,23 @@ def check_accelerator(cfg: DictConfig) -> None:
         )
 
 
-def build(cfg: DictConfig) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:
-    """Instantiate the datamodule, the game, the callbacks, the logger and the trainer of `cfg`."""
+def build(
+    cfg: DictConfig, resume_step: int | None = None
+) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:
+    """Instantiate the datamodule, the game, the callbacks, the logger and the trainer of `cfg`.
+
+    `resume_step` (the logging step of the checkpoint resumed from) hides TensorBoard events a killed
+    run wrote after its checkpoint, so the resumed run's steps are not duplicated.
+    """
     datamodule = instantiate(cfg.dataset)
+    datamodule.setup("fit")  # data mistakes (missing files, per_class too large) surface before any file
     game = instantiate(cfg.game)
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    logger = instantiate(cfg.logger)
+    logger = (
+        instantiate(cfg.logger) if resume_step is None else instantiate(cfg.logger, purge_step=resume_step)
+    )
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return trainer, game, datamodule
@@ -48,16 +58,18 @@ def train(cfg: DictConfig) -> float | None:
         torch.set_num_threads(int(cfg.threads))
     check_accelerator(cfg)
     run_dir = Path(cfg.paths.run_dir)
-    checkpoint = None
+    checkpoint, resume_step = None, None
     if cfg.resume:
         checkpoint = Path(cfg.resume) / LAST_CHECKPOINT
+        state = read_checkpoint(checkpoint, instantiate(cfg.game))
+        resume_step = state["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
     elif (run_dir / LAST_CHECKPOINT).exists():
         raise CheckpointError(
             f"{run_dir} already holds a run; pass resume={run_dir} to continue it, or choose "
             f"another hydra.run.dir."
         )
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    trainer, game, datamodule = build(cfg)
+    trainer, game, datamodule = build(cfg, resume_step)
     trainer.fit(game, datamodule=datamodule, ckpt_path=checkpoint)
 
     if trainer.is_global_zero:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import DictConfig
-from tests_support import FAST  # noqa: F401  (re-exported for tests)
+from tests_support import run_cli
 
 from handwriting_gan.config import compose_config
 
@@ -25,19 +23,6 @@ def compose(tmp_path):
         return compose_config(list(overrides), run_dir=run_dir or tmp_path / "run")
 
     return _compose
-
-
-def run_cli(args: list[str], cwd: Path, module: str = "handwriting_gan", timeout: int = 300, env=None):
-    """Run `python -m <module> args` as a user would; returns the CompletedProcess (text)."""
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=environment,
-    )
 
 
 @pytest.fixture

@@ -1,4 +1,12 @@
-"""Constants shared by test files (importable because tests/ is on sys.path via pytest's pythonpath)."""
+"""What test files share (importable because pyproject puts tests/ on pytest's pythonpath)."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
 
 # Seconds-long runs: tiny fake data, a few batches, no progress bar.
 FAST = [
@@ -11,3 +19,29 @@ FAST = [
     "trainer.enable_model_summary=false",
     "trainer.log_every_n_steps=1",
 ]
+
+
+class PauseAt(L.Callback):
+    """A Lightning callback for kill tests: at (epoch, batch) it writes `marker` and sleeps, so a test
+    can SIGKILL the process at a known point in the middle of an epoch."""
+
+    def __init__(self, epoch: int, batch: int, marker: str, seconds: float = 120.0) -> None:
+        self.epoch, self.batch, self.marker, self.seconds = epoch, batch, marker, seconds
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            Path(self.marker).write_text("paused")
+            time.sleep(self.seconds)
+
+
+def run_cli(args: list[str], cwd: Path, module: str = "handwriting_gan", timeout: int = 300, env=None):
+    """Run `python -m <module> args` as a user would; returns the CompletedProcess (text)."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+    )

@@ -1,4 +1,5 @@
-"""`checkpoints/last.ckpt`: the one checkpoint a run keeps, replaced atomically after every epoch."""
+"""`checkpoints/last.ckpt`: the one checkpoint a run keeps, replaced atomically after every epoch,
+and the checks a checkpoint passes before a run resumes from it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from pathlib import Path
 from weakref import proxy
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from handwriting_gan import __version__
+from handwriting_gan.errors import CheckpointError
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -27,6 +32,9 @@ class LastCheckpoint(ModelCheckpoint):
             enable_version_counter=False,
         )
 
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint["handwriting_gan"] = {"version": __version__, "checkpoint_format": CHECKPOINT_FORMAT}
+
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         target = Path(filepath)
         partial = target.with_name(f".{target.name}.partial")
@@ -39,3 +47,49 @@ class LastCheckpoint(ModelCheckpoint):
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))
+
+
+CHECKPOINT_FORMAT = 1
+
+
+def read_checkpoint(path: str | Path, module: L.LightningModule) -> dict:
+    """Load a checkpoint to resume `module` from, or raise CheckpointError saying what is wrong with it:
+    unreadable or truncated, written by another version of the checkpoint format, or for another model
+    (parameter names or shapes that differ from what the config builds)."""
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); it is "
+            f"truncated or not a checkpoint. A run keeps only complete checkpoints, so this file was "
+            f"changed outside handwriting_gan: restore it or start a new run."
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (it has no state_dict).")
+    written = checkpoint.get("handwriting_gan", {}).get("checkpoint_format")
+    if written != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} has checkpoint format {written}, and this handwriting_gan ({__version__}) reads "
+            f"format {CHECKPOINT_FORMAT}; resume it with the version that wrote it."
+        )
+    expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in checkpoint["state_dict"].items()}
+    if expected != found:
+        missing = sorted(set(expected) - set(found))
+        unexpected = sorted(set(found) - set(expected))
+        reshaped = sorted(n for n in set(expected) & set(found) if expected[n] != found[n])
+        details = "; ".join(
+            part
+            for part in (
+                f"missing {missing[:3]}" if missing else "",
+                f"unexpected {unexpected[:3]}" if unexpected else "",
+                ", ".join(f"{n} is {list(found[n])} there, {list(expected[n])} here" for n in reshaped[:3]),
+            )
+            if part
+        )
+        raise CheckpointError(
+            f"{path} was written for another model than this config builds ({details}). Resume with "
+            f"the run's own model settings (drop model overrides from the resume command)."
+        )
+    return checkpoint

@@ -186,8 +186,11 @@ class ImageDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         images, labels = self.split(train=True)
         sampler = ShuffledBatches(len(images), self.batch_size, self.seed, self.drop_last)
-        # batch_size=None: the sampler yields whole index batches, fetched with one tensor index.
-        return DataLoader(TensorDataset(images, labels), sampler=sampler, batch_size=None)
+        # batch_size=None: the sampler yields whole index batches, fetched with one tensor index. The
+        # loader's own generator keeps it from drawing on the global RNG (the training noise stream).
+        return DataLoader(
+            TensorDataset(images, labels), sampler=sampler, batch_size=None, generator=torch.Generator()
+        )
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torchvision.datasets import EMNIST
-from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
 
 from handwriting_gan.data.base import ImageDataModule
-from handwriting_gan.data.mnist import read_idx_gz
+from handwriting_gan.data.mnist import read_idx
 from handwriting_gan.errors import ConfigError, DataError
 
 DIGITS = tuple(string.digits)
@@ -100,16 +99,3 @@ class EMNISTDataModule(ImageDataModule):
             f"dataset.download=true (it is checked and unpacked without the network), or point "
             f"paths.data_dir (HWGAN_DATA_DIR) at a folder that holds EMNIST/raw/."
         )
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An unsigned-byte IDX file, gzip-compressed (`.gz`) or plain, as an array."""
-    if path.suffix == ".gz":
-        return read_idx_gz(path)
-    try:
-        return read_sn3_pascalvincent_tensor(str(path), strict=True).numpy()
-    except (AssertionError, RuntimeError, ValueError, KeyError) as exc:
-        raise DataError(
-            f"{path} is not a complete unsigned-byte IDX file ({exc or type(exc).__name__}); it is truncated "
-            f"or corrupt. Replace it with the one from the official archive."
-        ) from None

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torchvision.datasets import MNIST
+from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
 
 from handwriting_gan.data.base import ImageDataModule
 from handwriting_gan.errors import DataError
@@ -40,7 +41,13 @@ class MNISTDataModule(ImageDataModule):
                 raise DataError(self._missing_message(f"Download failed ({exc}).")) from None
         elif missing:
             raise DataError(self._missing_message("dataset.download=false."))
-        dataset = MNIST(str(self.root), train=train, download=False)
+        try:
+            dataset = MNIST(str(self.root), train=train, download=False)
+        except Exception as exc:  # torchvision reports a short or malformed file in several ways
+            raise DataError(
+                f"MNIST files in {self.root / 'MNIST' / 'raw'} cannot be read ({type(exc).__name__}: {exc}); "
+                f"they are truncated or corrupt. Replace them with the official files."
+            ) from None
         return dataset.data, dataset.targets
 
     def _missing_message(self, why: str) -> str:
@@ -85,3 +92,16 @@ def read_idx_gz(path) -> np.ndarray:
             f"the file is truncated or corrupt."
         )
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape).copy()
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An unsigned-byte IDX file, gzip-compressed (`.gz`) or plain, as an array."""
+    if path.suffix == ".gz":
+        return read_idx_gz(path)
+    try:
+        return read_sn3_pascalvincent_tensor(str(path), strict=True).numpy()
+    except (AssertionError, RuntimeError, ValueError, KeyError) as exc:
+        raise DataError(
+            f"{path} is not a complete unsigned-byte IDX file ({exc or type(exc).__name__}); it is truncated "
+            f"or corrupt. Replace it with the one from the official archive."
+        ) from None

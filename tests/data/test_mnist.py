@@ -38,7 +38,8 @@ def test_embedded_sample_is_the_start_of_real_mnist(mnist_root):
 
 
 def test_full_mnist_reads_a_read_only_folder_offline(mnist_root, compose):
-    cfg = compose(["dataset=mnist", f"paths.data_dir={mnist_root}", "dataset.download=false"])
+    before = sorted((p, p.stat().st_mtime_ns) for p in mnist_root.rglob("*"))
+    cfg = compose(["dataset=mnist", f"paths.data_dir={mnist_root}", "dataset.download=true"])
     dm = instantiate(cfg.dataset)
     images, labels = dm.split(train=True)
     assert images.shape == (60_000, 1, 28, 28)
@@ -48,6 +49,7 @@ def test_full_mnist_reads_a_read_only_folder_offline(mnist_root, compose):
     assert pixels.mean().item() == pytest.approx(0.1307, abs=1e-3)
     assert pixels.std().item() == pytest.approx(0.3081, abs=1e-3)
     assert len(dm.split(train=False)[0]) == 10_000
+    assert sorted((p, p.stat().st_mtime_ns) for p in mnist_root.rglob("*")) == before  # nothing written
 
 
 def test_batches_are_scaled_to_the_tanh_range_after_transfer():

@@ -1,0 +1,180 @@
+"""Every user mistake through the real command line: one message naming the cause, a distinct exit
+code, no traceback, and nothing written or changed."""
+
+from pathlib import Path
+
+import pytest
+from tests_support import FAST
+
+CONFIG, DATA, CHECKPOINT = 3, 4, 5
+
+CONFIG_MISTAKES = [
+    (["dataset=foo"], "Available options in 'dataset'"),
+    (["model=mlp9"], "Available options in 'model'"),
+    (["experiment=nope"], "Available options in 'experiment'"),
+    (["seed=abc"], "full_key: seed"),
+    (["nope=1"], "Could not override 'nope'"),
+    (["dataset.batch_size=[1"], "no viable alternative"),
+    (["dataset.batch_size=0"], "dataset.batch_size=0 is not allowed"),
+    (["dataset.batch_size=-5"], "dataset.batch_size=-5 is not allowed"),
+    (["optim.lr=0"], "optim.lr=0.0 is not allowed"),
+    (["optim.betas=[0.5]"], "optim.betas=[0.5] is not allowed"),
+    (["optim.betas=[0.5,1.5]"], "two numbers in [0, 1)"),
+    (["d_steps=0"], "d_steps=0 is not allowed"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs=0 is not allowed"),
+    (["dataset.sample_grid=0"], "dataset.sample_grid=0"),
+    (["callbacks.samples.nrow=0"], "callbacks.samples.nrow=0"),
+    (["model.generator.hidden=[]"], "model.generator.hidden=[]"),
+    (["model.discriminator.hidden=[64,-1]"], "model.discriminator.hidden=[64, -1]"),
+    (["model.discriminator.dropout=1.0"], "model.discriminator.dropout=1.0"),
+    (["model.latent_dim=0"], "model.latent_dim=0"),
+    (["dataset.image_shape=[1,28]"], "three positive sizes"),
+    (["model.generator.image_shape=[1,32,32]"], "must match dataset.image_shape=[1, 28, 28]"),
+    (["trainer.accelerator=quantum"], "expected one of cpu, gpu"),
+    (["threads=0"], "threads=0 is not allowed"),
+    (["dataset.per_class=0"], "dataset.per_class=0 is not allowed"),
+    (["callbacks.checkpoint.every_n_epochs=0"], "callbacks.checkpoint.every_n_epochs=0"),
+    (["dataset.per_class=100000"], "has only 863"),
+    (["dataset.classes=[X]"], "names ['X']"),
+]
+
+
+def assert_refused(result, code: int, message: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stderr[-2000:])
+    assert message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("error: ") == 1  # one message
+
+
+def tree(folder: Path) -> list[tuple[str, int, int]]:
+    return sorted(
+        (str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")
+    )
+
+
+@pytest.mark.parametrize(("overrides", "message"), CONFIG_MISTAKES, ids=lambda v: str(v)[:40])
+def test_config_mistakes(cli, tmp_path, overrides, message):
+    assert_refused(cli(overrides), CONFIG, message)
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_gpu_requested_where_there_is_none(cli, tmp_path):
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert_refused(cli(["trainer=gpu"]), CONFIG, "no CUDA GPU is visible")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_output_dir_that_is_a_file(cli, tmp_path):
+    (tmp_path / "taken").write_text("not a folder")
+    assert_refused(cli(["paths.output_dir=taken"]), CONFIG, "is a file, not a folder")
+    assert (tmp_path / "taken").read_text() == "not a folder"
+
+
+def test_run_dir_below_a_file(cli, tmp_path):
+    (tmp_path / "taken").write_text("x")
+    assert_refused(cli([f"hydra.run.dir={tmp_path / 'taken' / 'run'}"]), CONFIG, "is a file")
+
+
+def test_missing_mnist_offline(cli, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli(["dataset=mnist", f"paths.data_dir={empty}", "dataset.download=false"])
+    assert_refused(result, DATA, "train-images-idx3-ubyte")
+    assert list(empty.iterdir()) == [] and not (tmp_path / "outputs").exists()
+
+
+def test_truncated_mnist_file(cli, tmp_path, mnist_root):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for source in (mnist_root / "MNIST" / "raw").iterdir():
+        data = source.read_bytes()
+        (raw / source.name).write_bytes(data[: len(data) // 2] if "train-images" in source.name else data)
+    before = tree(tmp_path / "data")
+    result = cli(["dataset=mnist", f"paths.data_dir={tmp_path / 'data'}", "dataset.download=false"])
+    assert_refused(result, DATA, "truncated or corrupt")
+    assert tree(tmp_path / "data") == before and not (tmp_path / "outputs").exists()
+
+
+def test_corrupt_chars74k_archive(cli, tmp_path):
+    archive = tmp_path / "data" / "Chars74K" / "EnglishHnd.tgz"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"not a tgz" * 1000)
+    result = cli(
+        [
+            "dataset=chars74k",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            "dataset.download=false",
+        ]
+    )
+    assert_refused(result, DATA, "md5")
+    assert archive.read_bytes() == b"not a tgz" * 1000
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.pt"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from tests_support import run_cli
+
+    base = tmp_path_factory.mktemp("finished")
+    result = run_cli([*FAST, f"hydra.run.dir={base / 'run'}"], cwd=base)
+    assert result.returncode == 0, result.stderr
+    return base / "run"
+
+
+def test_resume_of_a_missing_folder(cli, tmp_path):
+    assert_refused(cli([f"resume={tmp_path / 'nowhere'}"]), CHECKPOINT, "is not a run folder")
+
+
+def test_resume_of_a_run_without_checkpoint(cli, tmp_path):
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / ".hydra" / "overrides.yaml").write_text("[]\n")
+    assert_refused(cli([f"resume={tmp_path / 'run'}"]), CHECKPOINT, "has no checkpoints/last.ckpt")
+
+
+def test_new_run_into_a_finished_run_folder(cli, finished_run):
+    before = tree(finished_run)
+    assert_refused(cli([*FAST, f"hydra.run.dir={finished_run}"]), CHECKPOINT, "already holds a run")
+    assert tree(finished_run) == before
+
+
+def test_resume_with_a_checkpoint_from_another_version(cli, finished_run, tmp_path):
+    import shutil
+
+    import torch
+
+    run = tmp_path / "copy"
+    shutil.copytree(finished_run, run)
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["handwriting_gan"]["checkpoint_format"] = 99
+    torch.save(checkpoint, run / "checkpoints" / "last.ckpt")
+    before = tree(run)
+    assert_refused(cli([f"resume={run}", "trainer.max_epochs=4"]), CHECKPOINT, "checkpoint format 99")
+    assert tree(run) == before
+
+
+def test_truncated_generator_file(tmp_path, finished_run):
+    from handwriting_gan.errors import CheckpointError
+    from handwriting_gan.models.generator_file import load_generator
+
+    broken = tmp_path / "generator.pt"
+    broken.write_bytes((finished_run / "generator.pt").read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_generator(broken)
+
+
+def test_generator_file_with_weights_of_another_model(tmp_path, finished_run):
+    import torch
+
+    from handwriting_gan.errors import CheckpointError
+    from handwriting_gan.models.generator_file import load_generator
+
+    payload = torch.load(finished_run / "generator.pt", weights_only=True)
+    payload["config"]["hidden"] = [32, 32]
+    torch.save(payload, tmp_path / "generator.pt")
+    with pytest.raises(CheckpointError, match="do not fit the generator"):
+        load_generator(tmp_path / "generator.pt")
