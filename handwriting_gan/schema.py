@@ -119,4 +119,4 @@ def validate(cfg: DictConfig) -> None:
         _optional_positive_int(cfg, "callbacks.samples.nrow")
     if OmegaConf.select(cfg, "callbacks.checkpoint") is not None:
         _positive_int(cfg, "callbacks.checkpoint.every_n_epochs")
-        _optional_positive_int(cfg, "callbacks.checkpoint.every_n_train_steps")
+        _optional_positive_int(cfg, "callbacks.checkpoint.every_n_batches")

@@ -17,20 +17,33 @@ from handwriting_gan.errors import CheckpointError
 
 class LastCheckpoint(ModelCheckpoint):
     """Writes the full training state to `last.ckpt` every `every_n_epochs` epochs (and every
-    `every_n_train_steps` batches when set), through a temporary file renamed into place, so a crash
+    `every_n_batches` batches when set), through a temporary file renamed into place, so a crash
     or kill while writing leaves the previous complete checkpoint."""
 
-    def __init__(self, dirpath: str, every_n_epochs: int = 1, every_n_train_steps: int | None = None):
+    def __init__(
+        self, dirpath: str, every_n_epochs: int = 1, every_n_batches: int | None = None, d_steps: int = 1
+    ):
+        # Lightning counts optimizer steps: each batch makes d_steps discriminator and one generator step.
+        every_n_train_steps = every_n_batches * (d_steps + 1) if every_n_batches else None
         super().__init__(
             dirpath=dirpath,
             filename="last",
             monitor=None,
             save_top_k=1,
             save_last=False,
-            every_n_epochs=every_n_epochs,
+            # Lightning takes one trigger; the epoch trigger is kept below when steps are set too.
+            every_n_epochs=0 if every_n_train_steps else every_n_epochs,
             every_n_train_steps=every_n_train_steps,
             enable_version_counter=False,
         )
+        self.epoch_interval = every_n_epochs
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        steps_too = self._every_n_train_steps > 0
+        due = self.epoch_interval > 0 and (trainer.current_epoch + 1) % self.epoch_interval == 0
+        if steps_too and due and not self._should_skip_saving_checkpoint(trainer):
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint["handwriting_gan"] = {"version": __version__, "checkpoint_format": CHECKPOINT_FORMAT}
