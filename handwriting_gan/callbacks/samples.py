@@ -52,6 +52,21 @@ class SampleGrid(L.Callback):
             self._noise = torch.randn(count, pl_module.latent_dim, generator=generator)
         return self._noise
 
+    @rank_zero_only
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Once per run: `figures/real_samples.png`, real training images of each class in turn,
+        captioned with their class names, the reference to hold the generated grids against."""
+        datamodule = trainer.datamodule
+        if not hasattr(datamodule, "split"):
+            return
+        images, labels = datamodule.split(train=True)
+        count = self._grid_size(trainer) ** 2
+        picks = _round_robin_by_class(labels, count)
+        names = [str(datamodule.class_names[int(labels[i])]) for i in picks] if datamodule.class_names else []
+        sheet = captioned_grid(images[picks], names, self._grid_size(trainer))
+        with atomic_path(self.figures_dir / "real_samples.png") as tmp:
+            sheet.save(tmp, format="PNG")
+
     def frame_path(self, epoch: int) -> Path:
         return self.figures_dir / f"samples_epoch_{epoch:03d}.png"
 
@@ -88,3 +103,34 @@ class SampleGrid(L.Callback):
                 optimize=False,
             )
         return target
+
+
+def _round_robin_by_class(labels: torch.Tensor, count: int) -> list[int]:
+    """Indices of up to `count` images taking one of each class in turn (first occurrences first)."""
+    queues = [torch.nonzero(labels == c).flatten().tolist() for c in torch.unique(labels).tolist()]
+    picks: list[int] = []
+    while len(picks) < count and any(queues):
+        for queue in queues:
+            if queue and len(picks) < count:
+                picks.append(queue.pop(0))
+    return picks
+
+
+def captioned_grid(images: torch.Tensor, captions: list[str], nrow: int, scale: int = 2) -> Image.Image:
+    """uint8 images (N, C, H, W) as an `nrow`-wide grid, each cell enlarged `scale` times with its
+    caption underneath (PIL's built-in font)."""
+    from PIL import ImageDraw
+
+    _, channels, height, width = images.shape
+    cell_w, cell_h, caption_h = width * scale, height * scale, 12
+    rows = -(-len(images) // nrow)
+    sheet = Image.new("L" if channels == 1 else "RGB", (nrow * cell_w, rows * (cell_h + caption_h)), 0)
+    draw = ImageDraw.Draw(sheet)
+    for i, image in enumerate(images):
+        array = image.permute(1, 2, 0).squeeze(-1).numpy()
+        tile = Image.fromarray(array).resize((cell_w, cell_h), Image.Resampling.NEAREST)
+        x, y = (i % nrow) * cell_w, (i // nrow) * (cell_h + caption_h)
+        sheet.paste(tile, (x, y))
+        if i < len(captions):
+            draw.text((x + 2, y + cell_h), captions[i][:10], fill=255 if channels == 1 else (255,) * 3)
+    return sheet

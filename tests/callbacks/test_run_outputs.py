@@ -64,3 +64,20 @@ def test_generator_file_rebuilds_the_generator(finished_run):
     assert meta["class_names"] == [f"class_{i}" for i in range(10)]
     images = generator(torch.randn(3, 100))
     assert images.shape == (3, 1, 28, 28)
+
+
+def test_real_reference_grid_is_captioned_by_class(finished_run):
+    sheet = Image.open(finished_run / "figures" / "real_samples.png")
+    assert sheet.size == (4 * 56, 4 * (56 + 12))  # 4x4 cells enlarged twice, a caption strip each
+    caption_strip = sheet.crop((0, 56, 56, 68))
+    assert caption_strip.getextrema()[1] == 255  # text is drawn under the first cell
+
+
+def test_round_robin_takes_every_class_before_repeating():
+    import torch
+
+    from handwriting_gan.callbacks.samples import _round_robin_by_class
+
+    labels = torch.tensor([3, 3, 3, 7, 7, 9])
+    picks = _round_robin_by_class(labels, 5)
+    assert [labels[i].item() for i in picks] == [3, 7, 9, 3, 7]
