@@ -70,7 +70,7 @@ def test_real_reference_grid_is_captioned_by_class(finished_run):
     sheet = Image.open(finished_run / "figures" / "real_samples.png")
     assert sheet.size == (4 * 56, 4 * (56 + 12))  # 4x4 cells enlarged twice, a caption strip each
     caption_strip = sheet.crop((0, 56, 56, 68))
-    assert caption_strip.getextrema()[1] == 255  # text is drawn under the first cell
+    assert caption_strip.getextrema()[1] > 128  # white text on the black strip under the first cell
 
 
 def test_round_robin_takes_every_class_before_repeating():
