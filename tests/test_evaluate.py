@@ -1,0 +1,120 @@
+"""`python -m handwriting_gan.evaluate`: metrics of a finished run, written and printed; clear errors."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from handwriting_gan.config import CONFIG_DIR
+from handwriting_gan.errors import CheckpointError, ConfigError
+from handwriting_gan.evaluate import evaluate
+from handwriting_gan.models.generator_file import save_generator
+from tests_support import FAST
+
+REQUIRED = (
+    "fd",
+    "fd_floor",
+    "kid",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "class_entropy",
+    "classifier_test_acc",
+)
+# A classifier that trains in under a second on the fake data.
+TINY_CLASSIFIER = ["classifier.channels=[8,16]", "classifier.feature_dim=32", "classifier.batch_size=16"]
+
+
+def evaluate_config(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose(config_name="evaluate", overrides=overrides)
+
+
+@pytest.fixture
+def untrained_run(compose, tmp_path) -> Path:
+    """A run folder as training leaves it (config record and generator.pt), without the training."""
+    run_dir = tmp_path / "run"
+    cfg = compose([*FAST, f"paths.cache_dir={tmp_path / 'cache'}"], run_dir=run_dir)
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    save_generator(run_dir / "generator.pt", instantiate(cfg.model.generator), cfg.model.generator)
+    return run_dir
+
+
+def test_a_trained_run_gets_metrics_json_and_the_same_json_line(cli, tmp_path):
+    trained = cli([*FAST, "hydra.run.dir=run"])
+    assert trained.returncode == 0, trained.stderr
+    record = (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
+
+    result = cli(["run_dir=run", "num_samples=64", *TINY_CLASSIFIER], module="handwriting_gan.evaluate")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    printed = json.loads(lines[0])
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == printed
+    for key in REQUIRED:
+        assert isinstance(printed[key], float), key
+    assert printed["fd"] > 0 and printed["num_samples"] == 64 and printed["conditional"] is False
+    assert "cas" not in printed and "label_agreement" not in printed  # the MLP GAN is unconditional
+    assert sum(printed["class_histogram"].values()) == 64
+    # The classifier went to the run's paths.cache_dir (cache/ under the working folder), and the
+    # run's own record is untouched: no Hydra output folder, no rewritten .hydra/.
+    assert Path(printed["classifier_file"]).parent == (tmp_path / "cache" / "classifiers").resolve()
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").read_text() == record
+    assert not (tmp_path / "outputs").exists()
+    assert "Training the domain classifier" in result.stderr
+
+
+def test_evaluation_in_process_covers_every_metric_group(untrained_run, tmp_path):
+    values = evaluate(evaluate_config([f"run_dir={untrained_run}", "num_samples=40", *TINY_CLASSIFIER]))
+    for key in (*REQUIRED, "kid_std", "classes_covered", "memorization_ratio", "memorized_fraction"):
+        assert key in values
+    assert values["classifier_test_acc"] == 1.0
+    assert values["fd"] > 3 * values["fd_floor"]  # an untrained generator draws noise
+    assert json.loads((untrained_run / "metrics.json").read_text())["fd"] == values["fd"]
+    classifier_file = Path(values["classifier_file"])
+    assert classifier_file.is_relative_to(tmp_path / "cache")  # the run's paths.cache_dir
+    trained_at = classifier_file.stat().st_mtime_ns
+
+    again = evaluate(evaluate_config([f"run_dir={untrained_run}", "num_samples=40", *TINY_CLASSIFIER]))
+    assert again == values  # same seed, same cached classifier: same numbers
+    assert classifier_file.stat().st_mtime_ns == trained_at
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        ([], ConfigError, "run_dir is required"),
+        (["run_dir={tmp}/nowhere"], CheckpointError, "does not exist"),
+        (["run_dir={tmp}"], CheckpointError, "not a run folder"),
+        (["run_dir={run}", "num_samples=3"], ConfigError, "num_samples=3"),
+        (["run_dir={run}", "num_samples=many"], ConfigError, "num_samples=many"),
+        (["run_dir={run}", "metrics=[fid]"], ConfigError, "choose from"),
+        (["run_dir={run}", "classifier.epochs=0"], ConfigError, "classifier.epochs=0"),
+        (["run_dir={run}", "device=tpu"], ConfigError, "device=tpu"),
+    ],
+)
+def test_bad_inputs_raise_errors_that_name_the_value(untrained_run, tmp_path, overrides, error, message):
+    overrides = [o.format(tmp=tmp_path, run=untrained_run) for o in overrides]
+    with pytest.raises(error, match=message):
+        evaluate(evaluate_config(overrides))
+
+
+def test_a_run_without_generator_file_says_it_has_not_finished(untrained_run):
+    (untrained_run / "generator.pt").unlink()
+    with pytest.raises(CheckpointError, match="has no generator.pt: the run has not finished"):
+        evaluate(evaluate_config([f"run_dir={untrained_run}"]))
+
+
+def test_the_command_prints_the_error_without_a_traceback_and_exits_non_zero(cli, untrained_run):
+    shutil.rmtree(untrained_run / ".hydra")
+    result = cli([f"run_dir={untrained_run}"], module="handwriting_gan.evaluate")
+    assert result.returncode == CheckpointError.exit_code
+    assert result.stderr.startswith("error: run_dir=") and "not a run folder" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
