@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from omegaconf import DictConfig
-from tests_support import run_cli
 
 from handwriting_gan.config import compose_config
+from tests_support import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("HWGAN_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -4,6 +4,7 @@ code, no traceback, and nothing written or changed."""
 from pathlib import Path
 
 import pytest
+
 from tests_support import FAST
 
 CONFIG, DATA, CHECKPOINT = 3, 4, 5

@@ -2,11 +2,11 @@
 
 import torch
 from hydra.utils import instantiate
-from tests_support import FAST
 
 from handwriting_gan.config import compose_config
 from handwriting_gan.data.base import to_signed_unit
 from handwriting_gan.train import build
+from tests_support import FAST
 
 
 def fit(overrides, run_dir):

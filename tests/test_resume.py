@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
 from tests_support import FAST
 
 TESTS = Path(__file__).resolve().parent

@@ -7,9 +7,9 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tests_support import FAST
 
 from handwriting_gan.models.generator_file import load_generator
+from tests_support import FAST
 
 
 def only(paths):

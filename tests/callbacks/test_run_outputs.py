@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tests_support import FAST
 
 from handwriting_gan.config import compose_config
 from handwriting_gan.train import train
+from tests_support import FAST
 
 EPOCHS = 3
 
