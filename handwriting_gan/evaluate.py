@@ -95,15 +95,12 @@ def evaluate_generator(
     return values
 
 
-def evaluate_run(
-    run_dir: str | Path,
-    cache_dir: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    **options,
-) -> dict:
-    """`evaluate_generator` for the generator.pt and dataset of `run_dir`; `cache_dir` defaults to
-    the run's paths.cache_dir, `data_dir` to its paths.data_dir."""
-    run_dir = Path(run_dir).expanduser()
+def load_run_generator(
+    run_dir: Path, data_dir: str | Path | None = None, cache_dir: str | Path | None = None
+) -> tuple[torch.nn.Module, dict, L.LightningDataModule, str | Path]:
+    """A finished run's generator, its metadata, its dataset and the cache folder to use (the run's
+    paths.cache_dir unless `cache_dir` is given); raises CheckpointError for an unfinished run or a
+    generator.pt that does not belong to it."""
     run_cfg, datamodule = load_run(run_dir, data_dir)
     generator_file = run_dir / "generator.pt"
     if not generator_file.is_file():
@@ -119,10 +116,24 @@ def evaluate_run(
         )
     if cache_dir is None:
         cache_dir = OmegaConf.select(run_cfg, "paths.cache_dir", default="cache")
+    return generator, metadata, datamodule, cache_dir
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    cache_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    **options,
+) -> dict:
+    """`evaluate_generator` for the generator.pt and dataset of `run_dir`; `cache_dir` defaults to
+    the run's paths.cache_dir, `data_dir` to its paths.data_dir."""
+    generator, metadata, datamodule, cache_dir = load_run_generator(
+        Path(run_dir).expanduser(), data_dir, cache_dir
+    )
     return evaluate_generator(generator, metadata, datamodule, cache_dir, **options)
 
 
-def _choose_device(device: str) -> str:
+def choose_device(device: str) -> str:
     device = str(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -133,7 +144,7 @@ def _choose_device(device: str) -> str:
     return device
 
 
-def _check_count(key: str, value, minimum: int, advice: str = "") -> int:
+def check_count(key: str, value, minimum: int, advice: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{key}={value} must be a whole number of at least {minimum}{advice}.")
     return value
@@ -151,15 +162,15 @@ def evaluate(cfg: DictConfig) -> dict:
             "run_dir is required: python -m handwriting_gan.evaluate run_dir=outputs/<name>/<timestamp>"
         )
     options = dict(
-        num_samples=_check_count("num_samples", cfg.num_samples, MIN_SAMPLES, SAMPLES_ADVICE),
+        num_samples=check_count("num_samples", cfg.num_samples, MIN_SAMPLES, SAMPLES_ADVICE),
         seed=int(cfg.seed),
         classifier=ClassifierSettings.from_mapping(OmegaConf.to_container(cfg.classifier)),
         groups=check_groups(cfg.metrics),
-        device=_choose_device(cfg.device),
-        batch_size=_check_count("batch_size", cfg.batch_size, 1),
+        device=choose_device(cfg.device),
+        batch_size=check_count("batch_size", cfg.batch_size, 1),
     )
     if cfg.threads is not None:
-        torch.set_num_threads(_check_count("threads", cfg.threads, 1))
+        torch.set_num_threads(check_count("threads", cfg.threads, 1))
     run_dir = Path(str(cfg.run_dir)).expanduser()
     values = evaluate_run(run_dir, cache_dir=cfg.cache_dir, data_dir=cfg.data_dir, **options)
     line = json.dumps(_json_ready(values), allow_nan=False)
