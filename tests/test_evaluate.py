@@ -7,14 +7,11 @@ from pathlib import Path
 import pytest
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from handwriting_gan.config import CONFIG_DIR
 from handwriting_gan.errors import CheckpointError, ConfigError
 from handwriting_gan.evaluate import evaluate
-from handwriting_gan.models.generator_file import save_generator
-from tests_support import FAST
+from tests_support import FAST, write_untrained_run
 
 REQUIRED = (
     "fd",
@@ -39,12 +36,8 @@ def evaluate_config(overrides: list[str]):
 @pytest.fixture
 def untrained_run(compose, tmp_path) -> Path:
     """A run folder as training leaves it (config record and generator.pt), without the training."""
-    run_dir = tmp_path / "run"
-    cfg = compose([*FAST, f"paths.cache_dir={tmp_path / 'cache'}"], run_dir=run_dir)
-    (run_dir / ".hydra").mkdir(parents=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    save_generator(run_dir / "generator.pt", instantiate(cfg.model.generator), cfg.model.generator)
-    return run_dir
+    cfg = compose([*FAST, f"paths.cache_dir={tmp_path / 'cache'}"], run_dir=tmp_path / "run")
+    return write_untrained_run(cfg, tmp_path / "run")
 
 
 def test_a_trained_run_gets_metrics_json_and_the_same_json_line(cli, tmp_path):

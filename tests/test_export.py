@@ -10,7 +10,6 @@ import pytest
 import torch
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
@@ -21,8 +20,8 @@ from handwriting_gan.config import CONFIG_DIR
 from handwriting_gan.errors import CheckpointError, ConfigError
 from handwriting_gan.export import class_folders, export
 from handwriting_gan.metrics.sampling import draw_samples
-from handwriting_gan.models.generator_file import load_generator, save_generator
-from tests_support import FAST
+from handwriting_gan.models.generator_file import load_generator
+from tests_support import FAST, write_untrained_run
 
 # A classifier that trains in under a second on the fake data.
 TINY_CLASSIFIER = ["classifier.channels=[8,16]", "classifier.feature_dim=32", "classifier.batch_size=16"]
@@ -36,12 +35,8 @@ def export_config(overrides: list[str]):
 @pytest.fixture
 def run_dir(compose, tmp_path) -> Path:
     """A run folder as training leaves it (config record and generator.pt), without the training."""
-    run_dir = tmp_path / "run"
-    cfg = compose([*FAST, f"paths.cache_dir={tmp_path / 'cache'}"], run_dir=run_dir)
-    (run_dir / ".hydra").mkdir(parents=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    save_generator(run_dir / "generator.pt", instantiate(cfg.model.generator), cfg.model.generator)
-    return run_dir
+    cfg = compose([*FAST, f"paths.cache_dir={tmp_path / 'cache'}"], run_dir=tmp_path / "run")
+    return write_untrained_run(cfg, tmp_path / "run")
 
 
 def read_labels(out: Path) -> list[dict]:

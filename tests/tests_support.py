@@ -45,3 +45,16 @@ def run_cli(args: list[str], cwd: Path, module: str = "handwriting_gan", timeout
         timeout=timeout,
         env=environment,
     )
+
+
+def write_untrained_run(cfg, run_dir: Path) -> Path:
+    """A run folder as training leaves it (config record and generator.pt), without the training."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from handwriting_gan.models.generator_file import save_generator
+
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    save_generator(run_dir / "generator.pt", instantiate(cfg.model.generator), cfg.model.generator)
+    return run_dir
