@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-full lint format tensorboard benchmark clean
+.PHONY: help install train test test-full lint format tensorboard notebook benchmark clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,3 +45,7 @@ benchmark: $(STAMP) ## Print the throughput table (needs MNIST under ../shared/d
 clean: ## Remove runs, caches and build files (keeps .venv and data/)
 	rm -rf outputs multirun cache .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+notebook: $(STAMP) ## Open notebooks/ in JupyterLab (installs the notebooks extra)
+	$(PY) -m pip install --quiet -e '.[dev,notebooks]'
+	$(VENV)/bin/jupyter lab notebooks/explore_run.ipynb

@@ -1,5 +1,5 @@
-"""`python -m handwriting_gan [overrides]`: train a GAN (see handwriting_gan.cli)."""
+"""`python -m handwriting_gan [overrides]`: train a GAN (see handwriting_gan.train)."""
 
-from handwriting_gan.cli import main
+from handwriting_gan.train import main
 
 main()

@@ -1,24 +1,51 @@
-"""Where the Hydra configs live, and composing them outside the command line (tests, notebooks)."""
+"""Where the Hydra configs live (inside the package, so an installed wheel finds them from any
+directory), and composing them outside the command line (tests, notebooks, the commands' checks)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 import handwriting_gan.schema  # noqa: F401  (registers the typed schema train.yaml builds on)
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONFIG_MODULE = "handwriting_gan.conf"
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
 
 
-def compose_config(overrides: list[str] = (), run_dir: str | Path | None = None) -> DictConfig:
-    """Compose `conf/train.yaml` with `overrides`, as `python -m handwriting_gan` would.
+def compose_config(
+    overrides: Sequence[str] = (),
+    run_dir: str | Path | None = None,
+    config_name: str = "train",
+    return_hydra_config: bool = False,
+) -> DictConfig:
+    """Compose `conf/<config_name>.yaml` with `overrides`, as the command line would.
 
     Outside a Hydra run there is no runtime output folder, so `run_dir` stands in for it.
     """
     overrides = list(overrides)
     if run_dir is not None:
         overrides.append(f"paths.run_dir={Path(run_dir).resolve()}")
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
+
+
+def instantiate(node, *args, **kwargs):
+    """Hydra's `instantiate`, except that a user mistake raised by a constructor (a UserError) comes out
+    as itself rather than wrapped in Hydra's InstantiationException, so the command prints its message."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    from handwriting_gan.errors import UserError
+
+    try:
+        return hydra_instantiate(node, *args, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        while cause is not None and not isinstance(cause, UserError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise cause from None

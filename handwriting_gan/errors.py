@@ -34,3 +34,11 @@ class DivergenceError(UserError):
     """Training produced a non-finite loss or weight."""
 
     exit_code = 6
+
+
+def exit_with(error: UserError) -> None:
+    """Print `error` as one line on stderr, without a traceback, and exit with its code."""
+    import sys
+
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(error.exit_code)

@@ -14,46 +14,22 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-import hydra
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from handwriting_gan.cli import exit_with
-from handwriting_gan.config import CONFIG_DIR
-from handwriting_gan.errors import CheckpointError, ConfigError, UserError
+from handwriting_gan.errors import ConfigError
 from handwriting_gan.files import atomic_path
 from handwriting_gan.metrics.cache import load_or_train
 from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS, ClassifierSettings
 from handwriting_gan.metrics.report import GROUPS, RealReference, check_groups, quality_metrics
 from handwriting_gan.metrics.sampling import conditional_classes, draw_samples
-from handwriting_gan.models.generator_file import load_generator
+from handwriting_gan.runs import RunFolder
+from handwriting_gan.shell import check_count, choose_device, command, set_threads
 
-METRICS_FILE = "metrics.json"
 #: Fewer samples than this leave the k-NN metrics (k=5) and the covariances of FD meaningless.
 MIN_SAMPLES = 10
 SAMPLES_ADVICE = " (10000 is the usual; fewer give noisier, upward-biased FD and KID)"
-
-
-def load_run(run_dir: Path, data_dir: str | None = None) -> tuple[DictConfig, L.LightningDataModule]:
-    """The run's composed config and its dataset, rebuilt as the run saw it."""
-    if not run_dir.is_dir():
-        raise CheckpointError(
-            f"run_dir={run_dir} does not exist; pass a run folder such as outputs/<name>/<time>."
-        )
-    config_file = run_dir / ".hydra" / "config.yaml"
-    if not config_file.is_file():
-        raise CheckpointError(
-            f"run_dir={run_dir} is not a run folder: it has no .hydra/config.yaml. Pass a folder made by "
-            f"`python -m handwriting_gan`, e.g. outputs/default/<timestamp>."
-        )
-    cfg = OmegaConf.load(config_file)
-    # The run's own folder, not the folder of whatever process reads the config now.
-    cfg.paths.run_dir = str(run_dir)
-    if data_dir is not None:
-        cfg.paths.data_dir = str(data_dir)
-    return cfg, instantiate(cfg.dataset)
 
 
 def evaluate_generator(
@@ -95,30 +71,6 @@ def evaluate_generator(
     return values
 
 
-def load_run_generator(
-    run_dir: Path, data_dir: str | Path | None = None, cache_dir: str | Path | None = None
-) -> tuple[torch.nn.Module, dict, L.LightningDataModule, str | Path]:
-    """A finished run's generator, its metadata, its dataset and the cache folder to use (the run's
-    paths.cache_dir unless `cache_dir` is given); raises CheckpointError for an unfinished run or a
-    generator.pt that does not belong to it."""
-    run_cfg, datamodule = load_run(run_dir, data_dir)
-    generator_file = run_dir / "generator.pt"
-    if not generator_file.is_file():
-        raise CheckpointError(
-            f"run_dir={run_dir} has no generator.pt: the run has not finished (it is written when training "
-            f"ends). Let it finish, or continue it with `python -m handwriting_gan resume={run_dir}`."
-        )
-    generator, metadata = load_generator(generator_file)
-    if tuple(metadata["image_shape"]) != tuple(datamodule.image_shape):
-        raise CheckpointError(
-            f"{generator_file} makes {metadata['image_shape']} images but the run's dataset has "
-            f"{list(datamodule.image_shape)}; the file does not belong to this run."
-        )
-    if cache_dir is None:
-        cache_dir = OmegaConf.select(run_cfg, "paths.cache_dir", default="cache")
-    return generator, metadata, datamodule, cache_dir
-
-
 def evaluate_run(
     run_dir: str | Path,
     cache_dir: str | Path | None = None,
@@ -127,27 +79,10 @@ def evaluate_run(
 ) -> dict:
     """`evaluate_generator` for the generator.pt and dataset of `run_dir`; `cache_dir` defaults to
     the run's paths.cache_dir, `data_dir` to its paths.data_dir."""
-    generator, metadata, datamodule, cache_dir = load_run_generator(
-        Path(run_dir).expanduser(), data_dir, cache_dir
-    )
+    generator, metadata, datamodule, run_cfg = RunFolder(run_dir).load_generator(data_dir)
+    if cache_dir is None:
+        cache_dir = OmegaConf.select(run_cfg, "paths.cache_dir", default="cache")
     return evaluate_generator(generator, metadata, datamodule, cache_dir, **options)
-
-
-def choose_device(device: str) -> str:
-    device = str(device)
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={device} but no CUDA GPU is visible; use device=cpu or device=auto.")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise ConfigError(f"device={device} is not one of cpu, cuda, cuda:<index>, auto.")
-    return device
-
-
-def check_count(key: str, value, minimum: int, advice: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key}={value} must be a whole number of at least {minimum}{advice}.")
-    return value
 
 
 def _json_ready(values: dict) -> dict:
@@ -169,29 +104,24 @@ def evaluate(cfg: DictConfig) -> dict:
         device=choose_device(cfg.device),
         batch_size=check_count("batch_size", cfg.batch_size, 1),
     )
-    if cfg.threads is not None:
-        torch.set_num_threads(check_count("threads", cfg.threads, 1))
-    run_dir = Path(str(cfg.run_dir)).expanduser()
-    values = evaluate_run(run_dir, cache_dir=cfg.cache_dir, data_dir=cfg.data_dir, **options)
+    set_threads(cfg.threads)
+    run = RunFolder(str(cfg.run_dir))
+    values = evaluate_run(run.path, cache_dir=cfg.cache_dir, data_dir=cfg.data_dir, **options)
     line = json.dumps(_json_ready(values), allow_nan=False)
-    with atomic_path(run_dir / METRICS_FILE) as tmp:
+    with atomic_path(run.metrics_file) as tmp:
         tmp.write_text(line + "\n")
     print(line, flush=True)
     return values
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
-def _hydra_main(cfg: DictConfig) -> None:
+def _task(cfg: DictConfig) -> dict:
     # Progress (classifier training) goes to stderr, so stdout carries only the JSON line.
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        evaluate(cfg)
-    except UserError as error:
-        exit_with(error)
+    return evaluate(cfg)
 
 
 def main() -> None:
-    _hydra_main()
+    command("evaluate", _task)()
 
 
 if __name__ == "__main__":

@@ -18,26 +18,22 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from handwriting_gan import __version__
-from handwriting_gan.cli import exit_with
-from handwriting_gan.config import CONFIG_DIR
-from handwriting_gan.errors import ConfigError, UserError
-from handwriting_gan.evaluate import check_count, choose_device, load_run_generator
+from handwriting_gan.errors import ConfigError
 from handwriting_gan.metrics.cache import load_or_train
 from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS, ClassifierSettings, DomainClassifier
 from handwriting_gan.metrics.sampling import conditional_classes, draw_samples
+from handwriting_gan.runs import RunFolder
+from handwriting_gan.shell import check_count, choose_device, command
 
 log = logging.getLogger(__name__)
 
 EXPORT_FILE = "export.json"
 LABELS_FILE = "labels.csv"
-#: The export folder inside the run folder when `out` is not given.
-DEFAULT_OUT = "export"
 
 
 def class_folders(class_names: Sequence[str]) -> list[str]:
@@ -161,10 +157,13 @@ def export_run(
 ) -> dict:
     """Generate `num_samples` images from `run_dir`'s generator.pt, label them, and write the dataset to
     `out` (default `<run_dir>/export`); returns export.json's record plus the folder as `out`."""
-    run_dir = Path(run_dir).expanduser()
-    out = run_dir / DEFAULT_OUT if out is None else Path(out).expanduser()
-    generator, metadata, datamodule, cache_dir = load_run_generator(run_dir, data_dir, cache_dir)
-    generator_file = run_dir / "generator.pt"
+    run = RunFolder(run_dir)
+    run_dir = run.path
+    out = run.export_dir if out is None else Path(out).expanduser()
+    generator, metadata, datamodule, run_cfg = run.load_generator(data_dir)
+    if cache_dir is None:
+        cache_dir = OmegaConf.select(run_cfg, "paths.cache_dir", default="cache")
+    generator_file = run.generator_file
     check_target(out, run_dir, overwrite)
 
     cached = load_or_train(datamodule, cache_dir, classifier, device)
@@ -235,18 +234,14 @@ def export(cfg: DictConfig) -> dict:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="export")
-def _hydra_main(cfg: DictConfig) -> None:
+def _task(cfg: DictConfig) -> dict:
     # Progress (classifier training) goes to stderr, so stdout carries only the JSON line.
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        export(cfg)
-    except UserError as error:
-        exit_with(error)
+    return export(cfg)
 
 
 def main() -> None:
-    _hydra_main()
+    command("export", _task)()
 
 
 if __name__ == "__main__":

@@ -1,46 +1,129 @@
-"""Training: build the datamodule, the game, the callbacks, the logger and the trainer, and fit.
+"""The training command, `python -m handwriting_gan [overrides]` (`hwgan-train`): check the command
+line, claim a run folder of its own, build the datamodule, the game, the callbacks, the logger and the
+trainer from the config, and fit.
 
-`python -m handwriting_gan [overrides]` (handwriting_gan/cli.py) calls `train(cfg)`. A run folder
-receives `.hydra/`, `tensorboard/`, `checkpoints/last.ckpt`, `figures/` and finally `generator.pt`.
+Configuration mistakes are found before any folder is made: the command line is composed once and
+checked (handwriting_gan.shell, handwriting_gan.schema), and every object the run will build is
+constructed once, so each `_target_`'s own checks run. The run folder's layout belongs to
+handwriting_gan.runs.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
+import sys
 from pathlib import Path
 
-import lightning as L
-import torch
-from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ProgressBar
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from handwriting_gan.callbacks.checkpoint import read_checkpoint
-from handwriting_gan.cli import LAST_CHECKPOINT
-from handwriting_gan.errors import CheckpointError, ConfigError
-from handwriting_gan.models.generator_file import save_generator
+from handwriting_gan.config import compose_config
+from handwriting_gan.errors import ConfigError, DataError, UserError
+from handwriting_gan.runs import RunFolder, claim
+from handwriting_gan.schema import validate
+from handwriting_gan.shell import command, compose_checked, quiet_dependencies, run_checked, say, set_threads
+
+log = logging.getLogger(__name__)
+
+#: `num_classes: auto` in a model config: the dataset's number of classes, known once it is loaded.
+AUTO = "auto"
+
+
+# -- the command line ---------------------------------------------------------------------------
+def resume_arguments(argv: list[str]) -> list[str]:
+    """Rewrite `resume=<run>` command lines so Hydra recomposes that run's config in that folder.
+
+    The run's own overrides come first, then this command's (e.g. a larger trainer.max_epochs).
+    Hydra writes nothing new into the folder's `.hydra/`, so the original record stays intact.
+    """
+    resume = [arg for arg in argv if arg.startswith("resume=")]
+    if not resume:
+        return argv
+    run = RunFolder(resume[-1].split("=", 1)[1])
+    run.require_resumable()
+    given = [arg for arg in argv if not arg.startswith("resume=")]
+    path = run.path.resolve()
+    return [*run.overrides(), *given, f"resume={path}", f"hydra.run.dir={path}", "hydra.output_subdir=null"]
+
+
+def prepare(argv: list[str]) -> list[str]:
+    """Check a single run's command line completely and claim its run folder; returns the arguments
+    Hydra runs with. Sweeps (`-m`) are checked per job instead, since their overrides are lists."""
+    argv = resume_arguments(argv)
+    if any(arg.startswith("-") for arg in argv):
+        return argv
+    cfg = compose_checked("train", argv)
+    validate(cfg)
+    explicit = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None)
+    if explicit is not None:
+        blocked = next((p for p in [Path(explicit), *Path(explicit).parents] if p.is_file()), None)
+        if blocked is not None:
+            raise ConfigError(f"hydra.run.dir={explicit} cannot be created: {blocked} is a file.")
+        if not cfg.resume:
+            RunFolder(explicit).require_new()
+    output_dir = Path(cfg.paths.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(
+            f"paths.output_dir={output_dir} is a file, not a folder; choose another paths.output_dir."
+        )
+    construct(cfg, run_dir=explicit or output_dir / "unclaimed")
+    if cfg.resume:
+        run = RunFolder(cfg.resume)
+        run.read_checkpoint(build_game(cfg.copy(), _classes_in(cfg, run.checkpoint)))
+    if explicit is not None:
+        return argv
+    hydra_cfg = compose_config(
+        [a for a in argv if not a.startswith("hydra.")], config_name="train", return_hydra_config=True
+    )
+    run_dir = claim(hydra_cfg.hydra.run.dir)
+    return [*argv, f"hydra.run.dir={run_dir}"]
+
+
+def construct(cfg: DictConfig, run_dir: str | Path) -> None:
+    """Build the dataset (settings only, no data read), the game and the callbacks of `cfg` once, so
+    every constructor's checks run before a run folder exists."""
+    from handwriting_gan.config import instantiate
+
+    check_accelerator(cfg)
+    cfg = cfg.copy()
+    OmegaConf.update(cfg, "paths.run_dir", str(Path(run_dir).resolve()))
+    if cfg.model.generator.get("num_classes") == AUTO:
+        OmegaConf.update(cfg, "model.generator.num_classes", 2)  # a stand-in until the data is loaded
+    check_fits(instantiate(cfg.model), instantiate(cfg.dataset))
+    for callback in cfg.callbacks.values():
+        if callback:
+            instantiate(callback)
 
 
 def check_accelerator(cfg: DictConfig) -> None:
     accelerator = str(cfg.trainer.get("accelerator", "cpu"))
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"trainer.accelerator={accelerator} but no CUDA GPU is visible on this machine "
-            f"(torch {torch.__version__}, cuda available: False). Use trainer=cpu, or run where "
-            f"`python -c 'import torch; print(torch.cuda.is_available())'` prints True."
-        )
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.accelerator={accelerator} but no CUDA GPU is visible on this machine "
+                f"(torch {torch.__version__}, cuda available: False). Use trainer=cpu, or run where "
+                f"`python -c 'import torch; print(torch.cuda.is_available())'` prints True."
+            )
 
 
-def build(
-    cfg: DictConfig, resume_step: int | None = None
-) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:
-    """Instantiate the datamodule, the game, the callbacks, the logger and the trainer of `cfg`.
+# -- the run ------------------------------------------------------------------------------------
+def build(cfg: DictConfig, resume_step: int | None = None):
+    """(trainer, game, datamodule) of `cfg`, with the data loaded.
 
     `resume_step` (the logging step of the checkpoint resumed from) hides TensorBoard events a killed
     run wrote after its checkpoint, so the resumed run's steps are not duplicated.
     """
+    from lightning.pytorch.callbacks import ProgressBar
+
+    from handwriting_gan.config import instantiate
+
     datamodule = instantiate(cfg.dataset)
     datamodule.setup("fit")  # data mistakes (missing files, per_class too large) surface before any file
-    game = instantiate(cfg.game)
+    game = build_game(cfg, datamodule.num_classes)
+    check_fits(game, datamodule)
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
@@ -52,27 +135,102 @@ def build(
     return trainer, game, datamodule
 
 
+def build_game(cfg: DictConfig, num_classes: int):
+    """The model group's LightningModule, with `num_classes: auto` resolved to the dataset's classes."""
+    from handwriting_gan.config import instantiate
+
+    if cfg.model.generator.get("num_classes") == AUTO:
+        if num_classes < 2:
+            raise DataError(
+                f"model={cfg.model.generator._target_} is class-conditional but the dataset has "
+                f"{num_classes} class; a conditional GAN needs at least two. Use an unconditional model "
+                f"(e.g. model=mlp3) or add classes."
+            )
+        OmegaConf.update(cfg, "model.generator.num_classes", num_classes)
+    return instantiate(cfg.model)
+
+
+def check_fits(game, datamodule) -> None:
+    """The model's images must be the dataset's."""
+    if tuple(game.generator.image_shape) != tuple(datamodule.image_shape):
+        raise ConfigError(
+            f"model.generator.image_shape={list(game.generator.image_shape)} must match "
+            f"dataset.image_shape={list(datamodule.image_shape)}; leave it as ${{dataset.image_shape}}."
+        )
+
+
 def train(cfg: DictConfig) -> float | None:
     """Fit the GAN described by `cfg` and return `cfg.optimized_metric` for Hydra sweepers."""
-    if cfg.threads is not None:
-        torch.set_num_threads(int(cfg.threads))
+    import lightning as L
+
+    from handwriting_gan.models.generator_file import save_generator
+
+    threads = set_threads(cfg.threads)
+    log.info("torch threads: %d (threads=%s)", threads, cfg.threads)
     check_accelerator(cfg)
-    run_dir = Path(cfg.paths.run_dir)
+    run = RunFolder(cfg.paths.run_dir)
     checkpoint, resume_step = None, None
     if cfg.resume:
-        checkpoint = Path(cfg.resume) / LAST_CHECKPOINT
-        state = read_checkpoint(checkpoint, instantiate(cfg.game))
+        checkpoint = RunFolder(cfg.resume).checkpoint
+        state = RunFolder(cfg.resume).read_checkpoint(build_game(cfg.copy(), _classes_in(cfg, checkpoint)))
         resume_step = state["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
-    elif (run_dir / LAST_CHECKPOINT).exists():
-        raise CheckpointError(
-            f"{run_dir} already holds a run; pass resume={run_dir} to continue it, or choose "
-            f"another hydra.run.dir."
-        )
+    else:
+        run.require_new()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     trainer, game, datamodule = build(cfg, resume_step)
     trainer.fit(game, datamodule=datamodule, ckpt_path=checkpoint)
 
     if trainer.is_global_zero:
-        save_generator(run_dir / "generator.pt", game.generator, cfg.model.generator, datamodule.class_names)
+        save_generator(
+            run.generator_file, game.sampling_generator, cfg.model.generator, datamodule.class_names
+        )
     metric = trainer.callback_metrics.get(cfg.optimized_metric)
     return float(metric) if metric is not None else None
+
+
+def _classes_in(cfg: DictConfig, checkpoint: Path) -> int:
+    """The number of classes a conditional run was trained with (its generator's label table)."""
+    if cfg.model.generator.get("num_classes") != AUTO:
+        return 0
+    from handwriting_gan.config import instantiate
+
+    return instantiate(cfg.dataset).num_classes
+
+
+def _task(cfg: DictConfig) -> float | None:
+    run = RunFolder(HydraConfig.get().runtime.output_dir)
+    say(f"Run folder: {run.path}")
+    try:
+        validate(cfg)
+        metric = train(cfg)
+    except UserError:
+        if not cfg.resume:
+            discard_unstarted_run(run, Path(cfg.paths.output_dir).resolve())
+        raise
+    say(f"Finished. Run folder: {run.path}")
+    return metric
+
+
+def discard_unstarted_run(run: RunFolder, output_dir: Path) -> None:
+    """Remove a run folder that holds nothing but Hydra's record of a run that failed to start, and
+    the folders above it that this leaves empty (up to paths.output_dir)."""
+    if not run.is_unstarted():
+        return
+    shutil.rmtree(run.path)
+    for parent in run.path.parents:
+        if parent == output_dir.parent or any(parent.iterdir()):
+            break
+        parent.rmdir()
+
+
+def main() -> None:
+    quiet_dependencies()
+    argv = sys.argv[1:]
+    holder: list[str] = []
+    run_checked(lambda: holder.extend(prepare(argv)))
+    sys.argv = [sys.argv[0], *holder]
+    command("train", _task)()
+
+
+if __name__ == "__main__":
+    main()

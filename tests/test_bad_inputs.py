@@ -5,23 +5,32 @@ from pathlib import Path
 
 import pytest
 
+from handwriting_gan.errors import ConfigError
+from handwriting_gan.train import prepare
 from tests_support import FAST
 
 CONFIG, DATA, CHECKPOINT = 3, 4, 5
 
+# Checked before any folder exists, by the training command's pre-flight (composition, the schema,
+# and the constructor of every object the run builds). Run in-process: each would cost a process start.
 CONFIG_MISTAKES = [
     (["dataset=foo"], "Available options in 'dataset'"),
     (["model=mlp9"], "Available options in 'model'"),
     (["experiment=nope"], "Available options in 'experiment'"),
     (["seed=abc"], "full_key: seed"),
     (["nope=1"], "Could not override 'nope'"),
+    (["+trainer.max_epoch=3"], "Did you mean trainer.max_epochs?"),
+    (["+modle=mlp4"], "Did you mean model?"),
+    (["++dataset.batchsize=8"], "Did you mean dataset.batch_size?"),
     (["dataset.batch_size=[1"], "no viable alternative"),
-    (["dataset.batch_size=0"], "dataset.batch_size=0 is not allowed"),
-    (["dataset.batch_size=-5"], "dataset.batch_size=-5 is not allowed"),
+    (["dataset.batch_size=0"], "dataset.batch_size=0 must be a positive integer"),
+    (["dataset.batch_size=-5"], "dataset.batch_size=-5 must be a positive integer"),
     (["optim.lr=0"], "optim.lr=0.0 is not allowed"),
     (["optim.betas=[0.5]"], "optim.betas=[0.5] is not allowed"),
     (["optim.betas=[0.5,1.5]"], "two numbers in [0, 1)"),
     (["d_steps=0"], "d_steps=0 is not allowed"),
+    (["model.loss=wgan"], "model.loss=wgan is not allowed"),
+    (["model.generator.activation_fn=tanh"], "activation='tanh' is not one of"),
     (["trainer.max_epochs=0"], "trainer.max_epochs=0 is not allowed"),
     (["dataset.sample_grid=0"], "dataset.sample_grid=0"),
     (["callbacks.samples.nrow=0"], "callbacks.samples.nrow=0"),
@@ -30,11 +39,21 @@ CONFIG_MISTAKES = [
     (["model.discriminator.dropout=1.0"], "model.discriminator.dropout=1.0"),
     (["model.latent_dim=0"], "model.latent_dim=0"),
     (["dataset.image_shape=[1,28]"], "three positive sizes"),
-    (["model.generator.image_shape=[1,32,32]"], "must match dataset.image_shape=[1, 28, 28]"),
+    (["model.generator.image_shape=[1,32,32]"], "the discriminator takes [1, 28, 28]"),
+    (
+        ["model.generator.image_shape=[1,32,32]", "model.discriminator.image_shape=[1,32,32]"],
+        "must match dataset.image_shape=[1, 28, 28]",
+    ),
     (["trainer.accelerator=quantum"], "expected one of cpu, gpu"),
     (["threads=0"], "threads=0 is not allowed"),
-    (["dataset.per_class=0"], "dataset.per_class=0 is not allowed"),
+    (["dataset.per_class=0"], "dataset.per_class=0 must be a positive number"),
     (["callbacks.checkpoint.every_n_epochs=0"], "callbacks.checkpoint.every_n_epochs=0"),
+]
+# Through the real command line: one of each stage, including mistakes found once the data is read.
+CLI_MISTAKES = [
+    (["model=mlp9"], "Available options in 'model'"),
+    (["+trainer.max_epoch=3"], "Did you mean trainer.max_epochs?"),
+    (["model.discriminator.dropout=1.0"], "model.discriminator.dropout=1.0"),
     (["dataset.per_class=100000"], "has only 863"),
     (["dataset.classes=[X]"], "names ['X']"),
 ]
@@ -54,7 +73,16 @@ def tree(folder: Path) -> list[tuple[str, int, int]]:
 
 
 @pytest.mark.parametrize(("overrides", "message"), CONFIG_MISTAKES, ids=lambda v: str(v)[:40])
-def test_config_mistakes(cli, tmp_path, overrides, message):
+def test_config_mistakes_are_found_before_any_folder(tmp_path, monkeypatch, overrides, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        prepare(overrides)
+    assert message in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("overrides", "message"), CLI_MISTAKES, ids=lambda v: str(v)[:40])
+def test_config_mistakes_through_the_command_line(cli, tmp_path, overrides, message):
     assert_refused(cli(overrides), CONFIG, message)
     assert not (tmp_path / "outputs").exists()
 

@@ -5,10 +5,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
 
-from handwriting_gan.config import CONFIG_DIR
+from handwriting_gan.config import compose_config
 from handwriting_gan.errors import CheckpointError, ConfigError
 from handwriting_gan.evaluate import evaluate
 from tests_support import FAST, write_untrained_run
@@ -29,8 +27,7 @@ TINY_CLASSIFIER = ["classifier.channels=[8,16]", "classifier.feature_dim=32", "c
 
 
 def evaluate_config(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name="evaluate", overrides=overrides)
+    return compose_config(overrides, config_name="evaluate")
 
 
 @pytest.fixture

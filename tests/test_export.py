@@ -8,15 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
 from torchvision.datasets import ImageFolder
 
-import handwriting_gan.evaluate as evaluate_module
-from handwriting_gan.config import CONFIG_DIR
+import handwriting_gan.models.generator_file as generator_file
+from handwriting_gan.config import compose_config
 from handwriting_gan.errors import CheckpointError, ConfigError
 from handwriting_gan.export import class_folders, export
 from handwriting_gan.metrics.sampling import draw_samples
@@ -28,8 +26,7 @@ TINY_CLASSIFIER = ["classifier.channels=[8,16]", "classifier.feature_dim=32", "c
 
 
 def export_config(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name="export", overrides=[*TINY_CLASSIFIER, *overrides])
+    return compose_config([*TINY_CLASSIFIER, *overrides], config_name="export")
 
 
 @pytest.fixture
@@ -53,8 +50,8 @@ def leftovers(parent: Path) -> list[str]:
 
 
 def test_classifier_settings_equal_evaluates_so_the_cached_classifier_is_shared():
-    exported = OmegaConf.load(CONFIG_DIR / "export.yaml").classifier
-    evaluated = OmegaConf.load(CONFIG_DIR / "evaluate.yaml").classifier
+    exported = compose_config(["run_dir=x"], config_name="export").classifier
+    evaluated = compose_config(["run_dir=x"], config_name="evaluate").classifier
     assert OmegaConf.to_container(exported) == OmegaConf.to_container(evaluated)
 
 
@@ -193,7 +190,7 @@ class ConditionalGenerator(nn.Module):
 def test_a_conditional_generators_images_keep_the_class_they_were_asked_for(run_dir, tmp_path, monkeypatch):
     generator, metadata = load_generator(run_dir / "generator.pt")
     conditional = ConditionalGenerator(generator, 10)
-    monkeypatch.setattr(evaluate_module, "load_generator", lambda path: (conditional, metadata))
+    monkeypatch.setattr(generator_file, "load_generator", lambda path: (conditional, metadata))
     summary = export(export_config([f"run_dir={run_dir}", "num_samples=30", f"out={tmp_path / 'c'}"]))
     assert summary["conditional"] is True
     _, requested = draw_samples(conditional, 30, metadata["latent_dim"], seed=0)

@@ -1,10 +1,11 @@
-"""The notebooks run top to bottom on a real (tiny) run folder."""
+"""The notebooks run top to bottom in a real kernel, opened from notebooks/ as Jupyter opens them."""
 
-import json
-import os
+import shutil
 from pathlib import Path
 
-import matplotlib
+import nbformat
+import pytest
+from nbclient import NotebookClient
 from omegaconf import OmegaConf
 
 from handwriting_gan.config import compose_config
@@ -14,20 +15,58 @@ from tests_support import FAST
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def test_explore_run_notebook_executes(tmp_path, monkeypatch):
-    matplotlib.use("Agg")
-    run = tmp_path / "run"
-    cfg = compose_config(FAST, run_dir=run)
+def trained_run(run_dir: Path, *overrides: str) -> Path:
+    """A finished run folder, with the config record the command line's Hydra writes beside it."""
+    cfg = compose_config([*FAST, *overrides], run_dir=run_dir)
     train(cfg)
-    (run / ".hydra").mkdir()  # what the command line's Hydra writes beside an in-process run
-    (run / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    monkeypatch.setenv("HWGAN_RUN_DIR", str(run))
-    notebook = json.loads((NOTEBOOKS / "explore_run.ipynb").read_text())
-    namespace: dict = {}
-    for cell in notebook["cells"]:
-        if cell["cell_type"] == "code":
-            exec("".join(cell["source"]), namespace)  # noqa: S102 - the notebook is the code under test
-    assert namespace["RUN_DIR"] == run and os.environ["HWGAN_RUN_DIR"] == str(run)
-    assert tuple(namespace["samples"].shape) == (64, 1, 28, 28)
-    assert len(namespace["losses"]["train/d_loss_epoch"]) == 2
-    assert namespace["metrics"] is None
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    return run_dir
+
+
+def execute(notebook: Path, cwd: Path, env: dict | None = None) -> str:
+    """Run every cell in a fresh kernel started in `cwd`; returns everything the cells printed."""
+    nb = nbformat.read(notebook, as_version=4)
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    )
+    if env:
+        import os
+
+        os.environ.update(env)
+    client.execute()
+    return "".join(
+        output.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream"
+    )
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A project folder with notebooks/ and outputs/ holding: an older real run, a multirun job, and
+    the newest run, a debug smoke run."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copytree(NOTEBOOKS, root / "notebooks")
+    trained_run(root / "outputs" / "mine" / "2026-01-01_00-00-00", "name=mine")
+    trained_run(root / "outputs" / "sweep" / "multirun_2026-01-02_00-00-00" / "0", "name=sweep")
+    trained_run(root / "outputs" / "debug" / "2026-01-03_00-00-00")
+    return root
+
+
+def test_explore_run_defaults_to_the_newest_finished_run_that_is_not_a_smoke_run(project, monkeypatch):
+    monkeypatch.delenv("HWGAN_RUN_DIR", raising=False)
+    printed = execute(project / "notebooks" / "explore_run.ipynb", cwd=project / "notebooks")
+    assert "multirun_2026-01-02_00-00-00/0" in printed.splitlines()[0]  # found from notebooks/, not debug/
+    assert "3 runs under" in printed
+    assert "(64, 1, 28, 28)" in printed
+    assert "no metrics yet" in printed
+
+
+def test_explore_run_opens_the_run_it_is_given(project, monkeypatch):
+    chosen = project / "outputs" / "mine" / "2026-01-01_00-00-00"
+    monkeypatch.setenv("HWGAN_RUN_DIR", str(chosen))
+    printed = execute(project / "notebooks" / "explore_run.ipynb", cwd=project / "notebooks")
+    assert printed.splitlines()[0] == str(chosen)

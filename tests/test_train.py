@@ -33,14 +33,14 @@ def test_a_run_leaves_its_folder_under_outputs_name_timestamp(cli, tmp_path):
 def test_multirun_gives_one_folder_per_job(cli, tmp_path):
     result = cli(["-m", "model=mlp3,mlp4", *FAST, "trainer.max_epochs=1"])
     assert result.returncode == 0, result.stderr
-    sweep = only((tmp_path / "outputs" / "default").glob("multirun_*"))
+    sweep = only((tmp_path / "outputs" / "debug").glob("multirun_*"))
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     assert [p.name for p in jobs] == ["0", "1"]
     depths = []
     for job in jobs:
         generator, _ = load_generator(job / "generator.pt")
         depths.append(generator.num_hidden_layers)
-        assert (job / "figures" / "samples_epoch_000.png").is_file()
+        assert (job / "figures" / "samples_epoch_001.png").is_file()
     assert depths == [3, 4]
 
 
@@ -133,11 +133,61 @@ def test_run_folder_layout_matches_the_readme(cli, tmp_path):
         ".hydra/overrides.yaml",
         "checkpoints/last.ckpt",
         "generator.pt",
-        "figures/samples_epoch_000.png",
         "figures/samples_epoch_001.png",
+        "figures/samples_epoch_002.png",
         "figures/losses.png",
         "figures/progress.gif",
         "tensorboard/hparams.yaml",
     ]:
         assert expected in names
     assert not [n for n in names if Path(n).name.startswith(".") and "tmp" in n], "temp files left"
+
+
+def test_two_runs_started_together_get_folders_of_their_own(tmp_path):
+    import subprocess
+    import sys
+
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "handwriting_gan", "debug=fast", f"seed={seed}"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in processes]
+    assert all(code == 0 for code, _ in results), results
+    runs = sorted((tmp_path / "outputs" / "debug").iterdir())
+    assert len(runs) == 2
+    seeds = sorted(OmegaConf.load(run / ".hydra" / "config.yaml").seed for run in runs)
+    assert seeds == [1, 2]
+    for run in runs:
+        assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
+        assert (run / "generator.pt").is_file()
+
+
+def test_the_console_names_the_run_folder_and_says_each_thing_once(cli, tmp_path):
+    result = cli(["debug=fast"])
+    assert result.returncode == 0, result.stderr
+    run = only((tmp_path / "outputs" / "debug").iterdir())
+    output = result.stdout + result.stderr
+    lines = [line for line in output.splitlines() if line.strip()]
+    said = [line for line in result.stderr.splitlines() if line.strip()]
+    assert said[0] == f"Run folder: {run}"
+    assert said[-1] == f"Finished. Run folder: {run}"
+    repeated = {line for line in lines if lines.count(line) > 1}
+    assert not repeated, repeated
+    for noise in ("litmodels", "💡", "DeprecationWarning", "LeafSpec", "log_every_n_steps"):
+        assert noise not in output
+
+
+def test_a_few_shot_split_smaller_than_a_batch_trains_on_the_whole_split(cli, tmp_path):
+    result = cli(["debug=fast", "dataset.per_class=2", "dataset.batch_size=64"])
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert output.count("each batch is the whole split") == 1
+    assert "the 20 training images" in output
+    run = only((tmp_path / "outputs" / "debug").iterdir())
+    assert (run / "generator.pt").is_file()

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from handwriting_gan import __version__
-from handwriting_gan.errors import CheckpointError
+from handwriting_gan.errors import CheckpointError, ConfigError
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -23,6 +23,15 @@ class LastCheckpoint(ModelCheckpoint):
     def __init__(
         self, dirpath: str, every_n_epochs: int = 1, every_n_batches: int | None = None, d_steps: int = 1
     ):
+        if isinstance(every_n_epochs, bool) or int(every_n_epochs) <= 0:
+            raise ConfigError(
+                f"callbacks.checkpoint.every_n_epochs={every_n_epochs} must be a positive integer "
+                f"(1: every epoch)."
+            )
+        if every_n_batches is not None and (isinstance(every_n_batches, bool) or int(every_n_batches) <= 0):
+            raise ConfigError(
+                f"callbacks.checkpoint.every_n_batches={every_n_batches} must be a positive integer or null."
+            )
         # Lightning counts optimizer steps: each batch makes d_steps discriminator and one generator step.
         every_n_train_steps = every_n_batches * (d_steps + 1) if every_n_batches else None
         super().__init__(
@@ -51,9 +60,14 @@ class LastCheckpoint(ModelCheckpoint):
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         target = Path(filepath)
         partial = target.with_name(f".{target.name}.partial")
-        trainer.save_checkpoint(partial, self.save_weights_only)
-        if trainer.is_global_zero:
-            os.replace(partial, target)
+        try:
+            trainer.save_checkpoint(partial, self.save_weights_only)
+            if trainer.is_global_zero:
+                os.replace(partial, target)
+        finally:
+            # A failed write (disk full) leaves the previous last.ckpt and no half-written file.
+            if trainer.is_global_zero:
+                partial.unlink(missing_ok=True)
         trainer.strategy.barrier("last_checkpoint")
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath

@@ -44,7 +44,7 @@ class DivergenceGuard(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if (batch_idx + 1) % self.check_every_n_steps:
             return
-        losses = pl_module.step_stats[:2]
+        losses = pl_module.step_losses
         if not torch.isfinite(losses).all():
             d_loss, g_loss = losses.tolist()
             self._diverged(trainer, pl_module, f"loss (d_loss={d_loss}, g_loss={g_loss})", batch_idx)
@@ -60,7 +60,7 @@ class DivergenceGuard(L.Callback):
             self._roll_back(trainer, pl_module)
             rank_zero_warn(
                 f"Non-finite {what} at {where}: rolled back to {self.checkpoint} and lowered the learning "
-                f"rate to {pl_module.lr:.3g} (rollback {self.rollbacks} of {self.max_rollbacks})."
+                f"rate to {pl_module.learning_rate:.3g} (rollback {self.rollbacks} of {self.max_rollbacks})."
             )
             return
         if self.checkpoint.is_file():
@@ -69,16 +69,14 @@ class DivergenceGuard(L.Callback):
             kept = "No checkpoint was written before it (it diverged in the first epoch)"
         raise DivergenceError(
             f"training diverged at {where}: non-finite {what}. {kept}. Lower optim.lr (now "
-            f"{pl_module.lr:.3g}) and resume, or set callbacks.divergence.rollback=true to roll back "
-            f"automatically."
+            f"{pl_module.learning_rate:.3g}) and resume, or set callbacks.divergence.rollback=true to roll "
+            f"back automatically."
         )
 
     def _roll_back(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         state = torch.load(self.checkpoint, map_location=pl_module.device, weights_only=True)
         pl_module.load_state_dict(state["state_dict"])
-        pl_module.lr *= self.lr_factor
         for optimizer, optimizer_state in zip(trainer.optimizers, state["optimizer_states"], strict=True):
             optimizer.load_state_dict(optimizer_state)
-            for group in optimizer.param_groups:
-                group["lr"] = pl_module.lr
+        pl_module.scale_learning_rate(self.lr_factor)
         self.rollbacks += 1

@@ -13,23 +13,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
 
 from handwriting_gan.files import atomic_path  # noqa: E402
+from handwriting_gan.game import GAN  # noqa: E402
 
 
 class LossCurves(L.Callback):
     """Writes `figures/losses.png` after every epoch from the epoch means of the logged losses."""
 
-    TAGS = {"discriminator": "train/d_loss_epoch", "generator": "train/g_loss_epoch"}
-
     def __init__(self, figures_dir: str) -> None:
         self.figures_dir = Path(figures_dir)
-        self.history: dict[str, list[float]] = {name: [] for name in self.TAGS}
+        self.history: dict[str, list[float]] = {name: [] for name in GAN.EPOCH_LOSSES}
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics
-        if not all(tag in metrics for tag in self.TAGS.values()):
+        if not all(tag in metrics for tag in GAN.EPOCH_LOSSES.values()):
             return
-        for name, tag in self.TAGS.items():
+        for name, tag in GAN.EPOCH_LOSSES.items():
             self.history[name].append(float(metrics[tag]))
         self.write_figure()
 
@@ -39,7 +38,7 @@ class LossCurves(L.Callback):
         for name, values in self.history.items():
             ax.plot(range(1, len(values) + 1), values, label=name)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("BCE loss (epoch mean)")
+        ax.set_ylabel("loss (epoch mean)")
         ax.set_title("Discriminator and generator loss")
         ax.legend()
         ax.grid(alpha=0.3)

@@ -82,7 +82,7 @@ class QualityMetrics(L.Callback):
         if epoch % self.every_n_epochs and epoch != trainer.max_epochs:
             return
         images, requested = draw_samples(
-            pl_module.generator, self.num_samples, pl_module.latent_dim, self.seed, self.batch_size
+            pl_module.sampling_generator, self.num_samples, pl_module.latent_dim, self.seed, self.batch_size
         )
         values = quality_metrics(
             self.reference, images, requested, self.metrics, seed=self.seed, cas_settings=self.settings

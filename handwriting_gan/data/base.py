@@ -7,6 +7,7 @@ training loop never touches PIL or per-image transforms.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 
@@ -16,6 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from handwriting_gan.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 
 class ShuffledBatches(Sampler[torch.Tensor]):
@@ -177,11 +180,16 @@ class ImageDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         images, _ = self.split(train=True)
-        if len(images) < self.batch_size and self.drop_last:
-            raise ConfigError(
-                f"dataset.batch_size={self.batch_size} is larger than the {len(images)} training "
-                f"images of {type(self).__name__}; use a batch size of at most {len(images)}."
+        if not len(images):
+            raise DataError(f"{type(self).__name__} has no training images with the selected classes.")
+        if len(images) < self.batch_size:
+            # Few-shot splits (e.g. per_class=5) are smaller than a default batch: train on all of it.
+            log.info(
+                "dataset.batch_size=%d is larger than the %d training images: each batch is the whole split.",
+                self.batch_size,
+                len(images),
             )
+            self.batch_size = len(images)
 
     def train_dataloader(self) -> DataLoader:
         images, labels = self.split(train=True)

@@ -1,5 +1,5 @@
 """Chars74K's hand-drawn English characters (EnglishHnd): fetched, checked, and converted once into
-MNIST's format (28x28, white ink on black, centred by centre of mass), cached under `paths.cache_dir`.
+MNIST's format (handwriting_gan.data.preprocess), cached under `paths.cache_dir`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 from torchvision.datasets.utils import download_url
 
 from handwriting_gan.data.base import ImageDataModule
+from handwriting_gan.data.preprocess import Preprocessing
 from handwriting_gan.errors import ConfigError, DataError
 from handwriting_gan.files import atomic_path
 
@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 CLASS_NAMES = tuple(string.digits + string.ascii_uppercase + string.ascii_lowercase)
 # English/Hnd/Img/SampleCCC/imgCCC-NNN.png: CCC is the class (001-062), NNN the sample (001-055).
 SCAN = re.compile(r"(?:^|/)English/Hnd/Img/Sample(\d{3})/img\d{3}-(\d{3})\.png$")
-# Part of every cache file's name: bump it when the preprocessing below changes.
-PREPROCESS_VERSION = 1
 
 
 class Chars74KDataModule(ImageDataModule):
@@ -53,7 +51,7 @@ class Chars74KDataModule(ImageDataModule):
         download: bool = True,
         test_per_class: int = 10,
         fit_size: int = 20,
-        ink_threshold: int = 128,
+        ink_threshold: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -63,23 +61,14 @@ class Chars74KDataModule(ImageDataModule):
                 f"dataset.image_shape={list(self.image_shape)}: Chars74K is preprocessed to one grey "
                 f"channel; use [1, {height}, {width}]."
             )
-        if not 0 < int(fit_size) <= min(height, width):
-            raise ConfigError(
-                f"dataset.fit_size={fit_size} must be between 1 and the image size {min(height, width)} "
-                f"(MNIST fits its characters into 20 of 28 pixels)."
-            )
-        if not 0 < int(ink_threshold) <= 255:
-            raise ConfigError(
-                f"dataset.ink_threshold={ink_threshold} must be a darkness between 1 and 255 (0 = white)."
-            )
+        # The scans are dark strokes on white paper: nothing to detect.
+        self.preprocessing = Preprocessing((height, width), fit_size, "dark", ink_threshold)
         if int(test_per_class) < 0:
             raise ConfigError(f"dataset.test_per_class={test_per_class} must be 0 or more images per class.")
         self.root = Path(root).expanduser()
         self.cache_dir = Path(cache_dir).expanduser()
         self.download = download
         self.test_per_class = int(test_per_class)
-        self.fit_size = int(fit_size)
-        self.ink_threshold = int(ink_threshold)
         self._all: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
@@ -88,9 +77,7 @@ class Chars74KDataModule(ImageDataModule):
 
     def cache_path(self) -> Path:
         """Where the preprocessed dataset is kept; any change of archive or setting gives a new name."""
-        _, height, width = self.image_shape
-        settings = f"{height}x{width}-fit{self.fit_size}-ink{self.ink_threshold}-v{PREPROCESS_VERSION}"
-        return self.cache_dir / "chars74k" / f"EnglishHnd-{self.md5}-{settings}.pt"
+        return self.cache_dir / "chars74k" / f"EnglishHnd-{self.md5}-{self.preprocessing.key}.pt"
 
     def _load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels, samples = self.preprocessed()
@@ -129,7 +116,6 @@ class Chars74KDataModule(ImageDataModule):
 
     def _build_cache(self, path: Path) -> None:
         archive = self._verified_archive()
-        _, height, width = self.image_shape
         log.info("Preprocessing %s once into %s", archive, path)
         images, labels, samples = [], [], []
         with tarfile.open(archive, "r:gz") as tar:
@@ -137,13 +123,8 @@ class Chars74KDataModule(ImageDataModule):
                 match = SCAN.search(member.name)
                 if not member.isfile() or match is None:
                     continue
-                with Image.open(io.BytesIO(tar.extractfile(member).read())) as scan:
-                    image = to_mnist_format(scan, (height, width), self.fit_size, self.ink_threshold)
-                if image is None:
-                    raise DataError(
-                        f"{archive}: {member.name} has no pixel as dark as dataset.ink_threshold="
-                        f"{self.ink_threshold} (0 = white, 255 = black); lower it if the strokes are faint."
-                    )
+                scan = io.BytesIO(tar.extractfile(member).read())
+                image = self.preprocessing.convert(scan, f"{archive}: {member.name}")
                 label = int(match.group(1)) - 1
                 if not 0 <= label < len(CLASS_NAMES):
                     raise DataError(
@@ -204,35 +185,3 @@ def md5_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def to_mnist_format(
-    scan: Image.Image, size: tuple[int, int], fit_size: int, ink_threshold: int
-) -> np.ndarray | None:
-    """A dark-on-light character scan in MNIST's format: uint8 `size`, white ink on black.
-
-    MNIST's procedure: crop to the ink, scale the longer side to `fit_size` keeping the aspect ratio
-    (area-averaged, so thin strokes become grey levels), then place the character so its centre of
-    mass sits at the image centre (clamped so no ink leaves the image). Grey levels are stretched so
-    the densest stroke is 255. Returns None for a scan with no pixel of at least `ink_threshold`.
-    """
-    ink = ImageOps.invert(scan.convert("L"))
-    box = ink.point(lambda value: 255 if value >= ink_threshold else 0).getbbox()
-    if box is None:
-        return None
-    glyph = ink.crop(box).convert("F")  # float, so averaging never rounds a faint stroke away
-    scale = fit_size / max(glyph.size)
-    glyph = glyph.resize(
-        (max(1, round(glyph.width * scale)), max(1, round(glyph.height * scale))), Image.Resampling.BOX
-    )
-    pixels = np.asarray(glyph, dtype=np.float64)
-    pixels *= 255.0 / pixels.max()
-    height, width = size
-    mass = pixels.sum()
-    centre_row = np.arange(glyph.height) @ pixels.sum(axis=1) / mass
-    centre_col = np.arange(glyph.width) @ pixels.sum(axis=0) / mass
-    top = int(np.clip(round((height - 1) / 2 - centre_row), 0, height - glyph.height))
-    left = int(np.clip(round((width - 1) / 2 - centre_col), 0, width - glyph.width))
-    canvas = np.zeros(size, dtype=np.float64)
-    canvas[top : top + glyph.height, left : left + glyph.width] = pixels
-    return np.rint(canvas).astype(np.uint8)

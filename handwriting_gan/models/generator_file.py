@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from handwriting_gan import __version__
+from handwriting_gan.config import instantiate
 from handwriting_gan.errors import CheckpointError
 from handwriting_gan.files import atomic_path
 

@@ -27,6 +27,7 @@ def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch
         callback._save_checkpoint(trainer, str(last))
     assert last.read_bytes() == good
     assert torch.load(last, weights_only=True)["epoch"] == 0
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]  # no half-written file left
 
 
 def test_checkpoints_every_n_batches_and_at_the_epoch_end(tmp_path):

@@ -46,7 +46,7 @@ def test_rollback_reloads_the_checkpoint_and_lowers_the_learning_rate(tmp_path):
     with pytest.warns(UserWarning, match="rolled back"):
         trainer, game = fit_with_poison(tmp_path, "callbacks.divergence.rollback=true")
     assert trainer.current_epoch == 3  # it went on to the end
-    assert math.isclose(game.lr, 1e-4)
+    assert math.isclose(game.learning_rate, 1e-4)
     assert all(group["lr"] == 1e-4 for opt in trainer.optimizers for group in opt.param_groups)
     assert all(torch.isfinite(p).all() for p in game.parameters())
 

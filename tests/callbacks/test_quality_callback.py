@@ -9,9 +9,9 @@ from handwriting_gan.train import train
 from tests_support import FAST
 
 TINY_CLASSIFIER = [
-    "callbacks.quality.classifier.channels=[8,16]",
-    "callbacks.quality.classifier.feature_dim=32",
-    "callbacks.quality.classifier.batch_size=16",
+    "classifier.channels=[8,16]",
+    "classifier.feature_dim=32",
+    "classifier.batch_size=16",
 ]
 
 

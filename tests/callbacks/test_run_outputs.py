@@ -23,9 +23,9 @@ def finished_run(tmp_path_factory) -> Path:
 
 def test_one_sample_grid_per_epoch_sized_by_the_dataset(finished_run):
     frames = sorted((finished_run / "figures").glob("samples_epoch_*.png"))
-    assert [f.name for f in frames] == [f"samples_epoch_{e:03d}.png" for e in range(EPOCHS)]
-    # 4x4 grid of 28 px images with make_grid's 2 px padding: 4 * 30 + 2 = 122.
-    assert Image.open(frames[0]).size == (122, 122)
+    assert [f.name for f in frames] == [f"samples_epoch_{e:03d}.png" for e in range(1, EPOCHS + 1)]
+    # 4x4 grid of 28 px images with make_grid's 2 px padding (4 * 30 + 2 = 122), enlarged 4 times.
+    assert Image.open(frames[0]).size == (488, 488)
 
 
 def test_progress_gif_has_one_frame_per_epoch(finished_run):
@@ -81,3 +81,52 @@ def test_round_robin_takes_every_class_before_repeating():
     labels = torch.tensor([3, 3, 3, 7, 7, 9])
     picks = _round_robin_by_class(labels, 5)
     assert [labels[i].item() for i in picks] == [3, 7, 9, 3, 7]
+
+
+def test_every_file_of_the_run_is_readable_like_any_other(finished_run):
+    import os
+
+    expected = 0o666 & ~_umask()
+    modes = {
+        str(p.relative_to(finished_run)): p.stat().st_mode & 0o777
+        for p in finished_run.rglob("*")
+        if p.is_file()
+    }
+    assert modes["generator.pt"] == expected and modes["figures/losses.png"] == expected, modes
+    assert all(mode & 0o044 == expected & 0o044 for mode in modes.values()), modes
+    assert os.access(finished_run / "generator.pt", os.R_OK)
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_generator_file_holds_the_trained_weights_and_draws_the_last_grid(finished_run):
+    import numpy as np
+    import torch
+    from torchvision.utils import make_grid
+
+    from handwriting_gan.models.generator_file import load_generator
+
+    generator, _ = load_generator(finished_run / "generator.pt")
+    checkpoint = torch.load(finished_run / "checkpoints" / "last.ckpt", weights_only=True)
+    trained = {
+        k.removeprefix("generator."): v
+        for k, v in checkpoint["state_dict"].items()
+        if k.startswith("generator.")
+    }
+    saved = generator.state_dict()
+    assert saved.keys() == trained.keys()
+    assert all(torch.equal(saved[k], trained[k]) for k in saved)
+
+    # The grid's fixed noise: seed 42 (the run's seed), 16 vectors of 100.
+    noise = torch.randn(16, 100, generator=torch.Generator().manual_seed(42))
+    with torch.no_grad():
+        grid = make_grid(generator(noise), nrow=4, normalize=True, value_range=(-1, 1), padding=2)
+    expected = grid.mul(255).round().clamp(0, 255).to(torch.uint8)[0].numpy()
+    last = np.array(Image.open(finished_run / "figures" / f"samples_epoch_{EPOCHS:03d}.png"))[::4, ::4]
+    assert np.abs(last.astype(int) - expected.astype(int)).max() <= 1

@@ -223,13 +223,44 @@ def test_blank_scan_is_named(tmp_path, monkeypatch):
     (tmp_path / "data" / "Chars74K").mkdir(parents=True)
     (tmp_path / "data" / "Chars74K" / "EnglishHnd.tgz").write_bytes(blank)
     monkeypatch.setattr(Chars74KDataModule, "md5", hashlib.md5(blank).hexdigest())
-    with pytest.raises(DataError, match="img001-001.png has no pixel as dark as dataset.ink_threshold=128"):
+    with pytest.raises(
+        DataError, match="EnglishHnd.tgz: English/Hnd/Img/Sample001/img001-001.png has no ink"
+    ):
         module(tmp_path / "data", tmp_path / "cache").split(train=True)
     assert files_under(tmp_path / "cache") == []
 
 
+def test_faint_strokes_are_found_by_otsu_unless_a_fixed_threshold_is_set(tmp_path, monkeypatch):
+    # Pencil-grey strokes only about 80 of 255 levels dark: below the old fixed threshold of 128.
+    faint = {
+        f"English/Hnd/Img/Sample001/img001-{sample:03d}.png": png(
+            Image.eval(scan(sample, 1), lambda v: 170 + v // 3)
+        )
+        for sample in (1, 2)
+    }
+    archive = tgz(faint)
+    (tmp_path / "data" / "Chars74K").mkdir(parents=True)
+    (tmp_path / "data" / "Chars74K" / "EnglishHnd.tgz").write_bytes(archive)
+    monkeypatch.setattr(Chars74KDataModule, "md5", hashlib.md5(archive).hexdigest())
+    images, _, _ = module(tmp_path / "data", tmp_path / "cache").preprocessed()
+    for image in images:
+        rows, _ = torch.nonzero(image, as_tuple=True)
+        assert rows.max() - rows.min() + 1 == 20 and image.max() == 255
+        assert image[0].sum() == image[:, 0].sum() == 0 and (image == 0).float().mean() > 0.5
+    with pytest.raises(
+        DataError, match="img001-001.png has no ink: no pixel is as strong as dataset.ink_threshold=128"
+    ):
+        module(tmp_path / "data", tmp_path / "cache2", ink_threshold=128).preprocessed()
+    assert files_under(tmp_path / "cache2") == []
+
+
 @pytest.mark.parametrize(
-    ("setting", "key"), [({"image_shape": [3, 28, 28]}, "image_shape"), ({"fit_size": 30}, "fit_size")]
+    ("setting", "key"),
+    [
+        ({"image_shape": [3, 28, 28]}, "image_shape"),
+        ({"fit_size": 30}, "fit_size"),
+        ({"ink_threshold": 0}, "ink_threshold"),
+    ],
 )
 def test_impossible_settings_are_config_errors(tmp_path, setting, key):
     with pytest.raises(ConfigError, match=f"dataset.{key}="):

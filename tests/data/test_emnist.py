@@ -237,5 +237,5 @@ def test_tiny_training_run_on_emnist_draws_a_7x7_grid(balanced, cli, tmp_path):
         ]
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    grid = Image.open(run_dir / "figures" / "samples_epoch_000.png")
-    assert grid.size == (7 * 30 + 2, 7 * 30 + 2)  # 7x7 images of 28 px with make_grid's 2 px padding
+    grid = Image.open(run_dir / "figures" / "samples_epoch_001.png")
+    assert grid.size == (4 * (7 * 30 + 2),) * 2  # 7x7 images of 28 px, 2 px padding, enlarged 4 times

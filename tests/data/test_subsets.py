@@ -83,7 +83,13 @@ def test_empty_or_repeated_classes_are_rejected(classes):
         mnist(classes=classes)
 
 
-def test_a_subset_smaller_than_a_batch_is_refused_at_setup():
+def test_a_subset_smaller_than_a_batch_is_one_whole_batch(caplog):
     dm = MNISTSampleDataModule(batch_size=64, image_shape=[1, 28, 28], sample_grid=4, per_class=2)
-    with pytest.raises(ConfigError, match="dataset.batch_size=64 is larger than the 20 training images"):
+    with caplog.at_level("INFO"):
         dm.setup("fit")
+        dm.setup("fit")  # Lightning sets up again: still one line
+    assert [r.getMessage() for r in caplog.records].count(
+        "dataset.batch_size=64 is larger than the 20 training images: each batch is the whole split."
+    ) == 1
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 1 and len(batches[0][0]) == 20

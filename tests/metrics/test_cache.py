@@ -5,9 +5,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
-from handwriting_gan.config import CONFIG_DIR
+from handwriting_gan.config import compose_config
 from handwriting_gan.metrics.cache import classifier_path, load_or_train
 from handwriting_gan.metrics.classifier import ClassifierSettings, extract
 
@@ -52,7 +51,7 @@ def test_an_unreadable_cache_file_is_retrained(tmp_path, fake_data, tiny):
 
 def test_evaluation_and_training_callback_default_to_the_same_classifier():
     """Equal settings give one cache entry for both `evaluate` and the quality callback."""
-    evaluate = OmegaConf.load(CONFIG_DIR / "evaluate.yaml").classifier
-    callback = OmegaConf.load(CONFIG_DIR / "callbacks" / "default.yaml").quality.classifier
+    evaluate = compose_config(["run_dir=x"], config_name="evaluate").classifier
+    callback = compose_config(["debug=fast"], run_dir="/unused").callbacks.quality.classifier
     defaults = ClassifierSettings()
     assert ClassifierSettings.from_mapping(evaluate) == defaults == ClassifierSettings.from_mapping(callback)

@@ -59,3 +59,22 @@ def test_discriminator_returns_one_logit_per_image_and_drops_out_only_in_trainin
 def test_bad_widths_name_the_key(hidden):
     with pytest.raises(ConfigError, match=r"model\.generator\.hidden"):
         MLPGenerator(100, hidden, (1, 28, 28))
+
+
+def test_activation_is_a_model_option(compose):
+    relu = instantiate(compose(["model.generator.activation_fn=relu"]).model.generator)
+    assert any(isinstance(m, nn.ReLU) for m in relu.modules())
+    default = instantiate(compose([]).model.generator)
+    assert any(isinstance(m, nn.LeakyReLU) for m in default.modules())
+    assert not any(isinstance(m, nn.ReLU) for m in default.modules())
+
+
+def test_conditional_mlp_takes_labels_and_they_change_the_output():
+    generator = MLPGenerator(latent_dim=8, hidden=[16], image_shape=(1, 4, 4), num_classes=3)
+    discriminator = MLPDiscriminator(hidden=[16], image_shape=(1, 4, 4), num_classes=3)
+    z = torch.randn(2, 8)
+    images = generator(z, torch.tensor([0, 0]))
+    assert not torch.equal(images, generator(z, torch.tensor([0, 2])))
+    assert discriminator(images, torch.tensor([1, 2])).shape == (2,)
+    with pytest.raises(ValueError, match="class-conditional"):
+        generator(z)

@@ -1,0 +1,1 @@
+"""Augmentations the game applies to every image the discriminator sees, real and generated alike."""

@@ -1,0 +1,298 @@
+"""`dataset=folder`: any folder of character images, one sub-folder per class (torchvision's ImageFolder
+layout), converted once to MNIST's format and cached under `<cache_dir>/folder/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from handwriting_gan.data.base import ImageDataModule
+from handwriting_gan.data.preprocess import Preprocessing, read_grey, to_mnist_format
+from handwriting_gan.errors import ConfigError, DataError
+from handwriting_gan.files import atomic_path
+
+log = logging.getLogger(__name__)
+
+# Mixed into the held-out draw's seed, so it is independent of the `per_class` draw that
+# ImageDataModule seeds with (seed, label) alone.
+HELD_OUT_STREAM = 1
+# How many offending files an error or warning names before it only counts the rest.
+NAMED = 5
+
+
+def image_suffixes() -> frozenset[str]:
+    """The file suffixes of every format Pillow can open (.png, .jpg, .bmp, .tif, ...), lower case."""
+    Image.init()
+    return frozenset(suffix for suffix, kind in Image.registered_extensions().items() if kind in Image.OPEN)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What the folder holds: class names (sorted sub-folder names) and every image file with its label.
+
+    `digest` hashes each file's relative name, size and modification time, so any added, removed,
+    renamed or rewritten image changes it.
+    """
+
+    class_names: tuple[str, ...]
+    files: tuple[str, ...]  # relative to the folder, with "/" separators
+    labels: tuple[int, ...]
+    digest: str
+
+
+class FolderDataModule(ImageDataModule):
+    """The images under `path/<class>/` (any depth below the class folder) as uint8 tensors in MNIST's
+    format; the class names are the sub-folder names, sorted, and a class's label is its position.
+
+    Each image is converted by handwriting_gan.data.preprocess (`ink`, `ink_threshold`, `fit_size`,
+    `image_size`), once: the result is cached in `<cache_dir>/folder/` under a hash of the folder's
+    listing and those settings. The folder itself is only read. Of each class, `test_per_class` images,
+    or when that is None a `test_fraction` of them, are held out as the test split, drawn by `seed`;
+    at least one image of every class stays for training. Single-class folders load (an unconditional
+    GAN needs no labels); `num_classes` tells a conditional model it has too few.
+
+    The constructor only checks settings; the folder is first read by `class_names` or `split`.
+    """
+
+    def __init__(
+        self,
+        path: str | None,
+        cache_dir: str,
+        ink: str = "auto",
+        ink_threshold: int | None = None,
+        fit_size: int = 20,
+        image_size: int = 28,
+        test_fraction: float | None = 0.1,
+        test_per_class: int | None = None,
+        skip_unreadable: bool = False,
+        **kwargs,
+    ) -> None:
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
+            raise ConfigError(
+                f"dataset.image_size={image_size} must be a positive number of pixels, e.g. 28 (MNIST), "
+                f"32 or 64."
+            )
+        kwargs.setdefault("image_shape", (1, image_size, image_size))
+        super().__init__(**kwargs)
+        if self.image_shape != (1, image_size, image_size):
+            raise ConfigError(
+                f"dataset.image_shape={list(self.image_shape)} does not match dataset.image_size="
+                f"{image_size}: folder images become one grey channel of image_size x image_size. Set "
+                f"dataset.image_size alone (image_shape follows it), or image_shape=[1,{image_size},"
+                f"{image_size}]."
+            )
+        if path is None or not str(path).strip():
+            raise ConfigError(
+                "dataset.path=<dir> is required: the folder of images with one sub-folder per class, "
+                "e.g. dataset=folder dataset.path=~/letters (holding ~/letters/a/*.png, ~/letters/b/*.png)."
+            )
+        self.preprocessing = Preprocessing((image_size, image_size), fit_size, ink, ink_threshold)
+        if test_per_class is not None and (isinstance(test_per_class, bool) or int(test_per_class) < 0):
+            raise ConfigError(
+                f"dataset.test_per_class={test_per_class} must be 0 or more images per class, or null to "
+                f"hold out dataset.test_fraction of each class instead."
+            )
+        if test_per_class is None and (test_fraction is None or not 0 <= float(test_fraction) < 1):
+            raise ConfigError(
+                f"dataset.test_fraction={test_fraction} must be at least 0 and below 1 (e.g. 0.1 holds out "
+                f"a tenth of each class), or set dataset.test_per_class instead."
+            )
+        if not isinstance(skip_unreadable, bool):
+            raise ConfigError(f"dataset.skip_unreadable={skip_unreadable} must be true or false.")
+        self.path = Path(str(path)).expanduser()
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.image_size = image_size
+        self.test_per_class = None if test_per_class is None else int(test_per_class)
+        self.test_fraction = None if test_per_class is not None else float(test_fraction)
+        self.skip_unreadable = skip_unreadable
+        self._listing: Listing | None = None
+        self._all: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.listing().class_names
+
+    def cache_path(self) -> Path:
+        """Where the converted folder is kept; another listing or setting gives another name."""
+        listing = self.listing()
+        digest = hashlib.sha256(f"{listing.digest}\n{self.preprocessing.key}".encode()).hexdigest()
+        readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.path.resolve().name) or "folder"
+        return self.cache_dir / "folder" / f"{readable}-{digest[:24]}.pt"
+
+    # -- reading the folder ---------------------------------------------------------------------
+    def listing(self) -> Listing:
+        """The folder's class folders and image files, read once; DataError for a folder that cannot be
+        a dataset."""
+        if self._listing is None:
+            self._listing = self._scan()
+        return self._listing
+
+    def _scan(self) -> Listing:
+        root = self.path
+        if not root.exists():
+            raise DataError(
+                f"dataset.path={root} does not exist (looked for {root.resolve()}). Point it at a folder "
+                f"with one sub-folder of images per class."
+            )
+        if not root.is_dir():
+            raise DataError(
+                f"dataset.path={root} is a file, not a folder. Point it at a folder with one sub-folder of "
+                f"images per class (unpack an archive first)."
+            )
+        suffixes = image_suffixes()
+        # Hidden entries (.git, .ipynb_checkpoints, macOS ._ files) are never classes or images.
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not folders:
+            loose = sum(1 for p in root.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+            found = f"only {loose} images directly inside it" if loose else "nothing usable"
+            raise DataError(
+                f"dataset.path={root} has no class sub-folders ({found}). Put the images of each class in "
+                f"a sub-folder named after the class, e.g. {root / 'a'}/*.png; a single sub-folder is "
+                f"enough for an unconditional GAN."
+            )
+        digest = hashlib.sha256()
+        files, labels = [], []
+        for label, folder in enumerate(folders):
+            members = sorted(
+                p.relative_to(root).as_posix()
+                for p in folder.rglob("*")
+                if p.suffix.lower() in suffixes
+                and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                and p.is_file()
+            )
+            if not members:
+                raise DataError(
+                    f"Class folder {folder} holds no image file (.png, .jpg, .bmp, .tif, ... any format "
+                    f"Pillow reads). Add images of class {folder.name!r} or remove the folder."
+                )
+            for name in members:
+                stat = (root / name).stat()
+                digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+            files += members
+            labels += [label] * len(members)
+        return Listing(tuple(p.name for p in folders), tuple(files), tuple(labels), digest.hexdigest())
+
+    # -- converting, cached ---------------------------------------------------------------------
+    def converted(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every usable image as (uint8 images (N, H, W), int64 labels), in listing order."""
+        if self._all is None:
+            path = self.cache_path()
+            data = self._read_cache(path) if path.is_file() else self._build_cache(path)
+            skipped = [tuple(problem) for problem in data["skipped"]]
+            if skipped and not self.skip_unreadable:  # a cache built with skip_unreadable=true
+                raise _unreadable(skipped)
+            if skipped:
+                log.warning(
+                    "Skipped %d of %d images of %s that cannot be read (dataset.skip_unreadable=true): %s",
+                    len(skipped),
+                    len(skipped) + len(data["labels"]),
+                    self.path,
+                    ", ".join(file for file, _ in skipped[:NAMED]) + (" ..." if len(skipped) > NAMED else ""),
+                )
+            self._all = (data["images"], data["labels"])
+        return self._all
+
+    def _read_cache(self, path: Path) -> dict:
+        try:
+            data = torch.load(path, weights_only=True)
+            return {key: data[key] for key in ("images", "labels", "skipped")}
+        except Exception as exc:
+            raise DataError(
+                f"The converted-folder cache {path} cannot be read ({exc}); delete it to rebuild it."
+            ) from None
+
+    def _build_cache(self, path: Path) -> dict:
+        listing = self.listing()
+        log.info("Converting the %d images of %s once into %s", len(listing.files), self.path, path)
+        images, labels, unreadable, blank = [], [], [], []
+        for name, label in zip(listing.files, listing.labels, strict=True):
+            file = str(self.path / name)
+            try:
+                grey = read_grey(file, file, self.preprocessing.ink)
+            except DataError as error:
+                unreadable.append((file, str(error)))
+                continue
+            try:
+                images.append(to_mnist_format(grey, file, self.preprocessing))
+            except DataError as error:
+                blank.append((file, str(error)))
+                continue
+            labels.append(label)
+        # Every bad file is found before anything is reported, so one run tells all there is to fix.
+        if unreadable and not self.skip_unreadable:
+            raise _unreadable(unreadable)
+        if blank:
+            raise DataError(_listed(blank, "images have no ink"))
+        kept = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(listing.class_names))
+        if (kept == 0).any():
+            folder = self.path / listing.class_names[int(np.flatnonzero(kept == 0)[0])]
+            raise DataError(
+                f"Class folder {folder} has no readable image: every one was skipped as unreadable "
+                f"(dataset.skip_unreadable=true). Replace them with readable images or remove the folder."
+            )
+        data = {
+            "images": torch.from_numpy(np.stack(images)),
+            "labels": torch.tensor(labels, dtype=torch.int64),
+            "skipped": unreadable,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(data, tmp)
+        return data
+
+    # -- the held-out split ---------------------------------------------------------------------
+    def _load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = self.converted()
+        test = self._held_out(labels)
+        keep = ~test if train else test
+        return images[keep], labels[keep]
+
+    def _held_out(self, labels: torch.Tensor) -> torch.Tensor:
+        """True for the images of each class drawn, by (seed, label), for the test split."""
+        test = torch.zeros(len(labels), dtype=torch.bool)
+        capped = []
+        for label in range(self.num_classes):
+            members = torch.nonzero(labels == label).flatten()
+            if self.test_per_class is not None:
+                wanted = self.test_per_class
+            else:
+                wanted = round(self.test_fraction * len(members))
+            count = min(wanted, len(members) - 1)
+            if count < wanted:
+                capped.append(f"{self.class_names[label]!r} ({len(members)})")
+            rng = np.random.default_rng([self.seed % 2**63, label, HELD_OUT_STREAM])
+            order = torch.from_numpy(rng.permutation(len(members)))
+            test[members[order[:count]]] = True
+        if capped:
+            log.warning(
+                "The held-out split would take every image of %d classes of %s (e.g. %s); one image of "
+                "each stays for training.",
+                len(capped),
+                self.path,
+                ", ".join(capped[:NAMED]),
+            )
+        return test
+
+
+def _unreadable(problems: list[tuple[str, str]]) -> DataError:
+    return DataError(
+        _listed(problems, "images cannot be read")
+        + " Replace or remove them, or set dataset.skip_unreadable=true to train without them."
+    )
+
+
+def _listed(problems: list[tuple[str, str]], what: str) -> str:
+    """One line: the first problem's message, then the other files (the first NAMED) by name."""
+    (_, first), others = problems[0], [file for file, _ in problems[1:]]
+    if not others:
+        return first
+    named = others[: NAMED - 1]
+    more = f" and {len(others) - len(named)} more" if len(others) > len(named) else ""
+    return f"{len(problems)} {what}; the first: {first} The others: {', '.join(named)}{more}."

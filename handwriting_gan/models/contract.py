@@ -1,0 +1,92 @@
+"""The contract every generator and discriminator follows. The game, sample grids, `generator.pt`,
+the metrics and export rely on these attributes and call signatures and on nothing model-specific.
+
+A generator maps noise `z` of shape (N, latent_dim) (and, when `num_classes > 0`, int64 labels of
+shape (N,)) to images in [-1, 1] of shape (N, *image_shape). A discriminator maps such images (and
+labels when conditional) to one logit of "real" per image, shape (N,). An unconditional network
+accepts `labels` and ignores it, so callers pass labels whenever they have them.
+
+A new model is one network file whose classes derive from `Generator` and `Discriminator`, and one
+YAML file in `conf/model/` (see `conf/model/mlp3.yaml`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from handwriting_gan.errors import ConfigError
+
+#: Activations a model config may name; the study's text gives G ReLU and D LeakyReLU(0.2).
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu")
+
+
+class _Player(nn.Module):
+    """What both players share: the image shape and the number of classes they are conditioned on."""
+
+    def __init__(self, image_shape: Sequence[int], num_classes: int = 0) -> None:
+        super().__init__()
+        shape = tuple(image_shape)
+        if len(shape) != 3 or any(isinstance(s, bool) or int(s) <= 0 for s in shape):
+            raise ConfigError(f"image_shape={list(shape)} must be three positive sizes [C, H, W].")
+        if isinstance(num_classes, bool) or int(num_classes) < 0:
+            raise ConfigError(
+                f"num_classes={num_classes} must be 0 (unconditional) or the number of classes "
+                f"(e.g. ${{dataset.num_classes}})."
+            )
+        self.image_shape: tuple[int, int, int] = tuple(int(s) for s in shape)
+        self.num_classes = int(num_classes)
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    def check_labels(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """`labels` as the network may use them: None for an unconditional network, else (batch,) int64
+        in [0, num_classes); raises ValueError for a conditional network called without them."""
+        if not self.conditional:
+            return None
+        if labels is None:
+            raise ValueError(f"{type(self).__name__} is class-conditional: pass labels of shape ({batch},).")
+        if labels.shape != (batch,):
+            raise ValueError(f"labels have shape {tuple(labels.shape)}, expected ({batch},).")
+        return labels.long()
+
+
+class Generator(_Player):
+    """Base of every generator: `latent_dim`, `image_shape`, `num_classes` (0 when unconditional) and
+    `forward(z, labels=None)` returning images in [-1, 1]."""
+
+    def __init__(self, latent_dim: int, image_shape: Sequence[int], num_classes: int = 0) -> None:
+        super().__init__(image_shape, num_classes)
+        if isinstance(latent_dim, bool) or int(latent_dim) <= 0:
+            raise ConfigError(f"model.latent_dim={latent_dim} must be a positive integer (100 in the study).")
+        self.latent_dim = int(latent_dim)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Discriminator(_Player):
+    """Base of every discriminator: `image_shape`, `num_classes` and `forward(images, labels=None)`
+    returning logits of shape (N,)."""
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def activation(name: str, negative_slope: float = 0.2) -> nn.Module:
+    """The activation module a model config names (one of ACTIVATIONS)."""
+    if name == "relu":
+        return nn.ReLU()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(float(negative_slope))
+    if name == "elu":
+        return nn.ELU()
+    if name == "gelu":
+        return nn.GELU()
+    if name == "silu":
+        return nn.SiLU()
+    raise ConfigError(f"activation={name!r} is not one of {', '.join(ACTIVATIONS)}.")

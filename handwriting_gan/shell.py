@@ -1,0 +1,211 @@
+"""The command shell every command (train, evaluate, export) runs in: the Hydra entry point on the
+packaged configs, checks of the command line before any work, quiet logging, and user errors printed
+as one line with their exit code (handwriting_gan.errors)."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import hydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from handwriting_gan.config import CONFIG_PATH, compose_config
+from handwriting_gan.errors import ConfigError, UserError, exit_with
+
+
+def command(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+    """The Hydra entry point of a command: composes `conf/<config_name>.yaml` with the command line and
+    calls `task(cfg)`; a UserError from the task is printed as one line and exits with its code."""
+
+    @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
+    def _entry(cfg: DictConfig) -> Any:
+        quiet_dependencies()
+        try:
+            return task(cfg)
+        except UserError as error:
+            exit_with(error)
+
+    return _entry
+
+
+def compose_checked(config_name: str, argv: Sequence[str]) -> DictConfig:
+    """Compose `config_name` with the command line's overrides (not Hydra's own), raising ConfigError
+    for unknown groups, bad syntax, wrong types and unknown keys, even those added with `+`."""
+    overrides = [arg for arg in argv if not _key(arg).startswith("hydra.")]
+    try:
+        cfg = compose_config(overrides, config_name=config_name)
+        base = compose_config([a for a in overrides if not a.startswith(("+", "~"))], config_name=config_name)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(f"the configuration cannot be composed: {_composition_message(error)}") from None
+    for arg in overrides:
+        if arg.startswith("+"):
+            _check_added_key(base, _key(arg))
+    return cfg
+
+
+def _key(arg: str) -> str:
+    return arg.split("=", 1)[0].lstrip("+~")
+
+
+def _check_added_key(base: DictConfig, key: str) -> None:
+    """A key added with `+`/`++` must already exist, be an argument that the `_target_` of the config
+    node it is added to accepts (e.g. `++trainer.limit_train_batches=10`), or start a new entry of a
+    collection of `_target_` objects (e.g. `+callbacks.pause._target_=...`, a callback of one's own)."""
+    if OmegaConf.select(base, key, default="__missing__") != "__missing__":
+        return
+    parts = key.split(".")
+    for depth in range(len(parts) - 1, 0, -1):
+        ancestor = OmegaConf.select(base, ".".join(parts[:depth]), default=None)
+        if isinstance(ancestor, DictConfig):
+            if depth < len(parts) - 1 and _is_collection(ancestor):
+                return
+            break
+    parent_key, _, leaf = key.rpartition(".")
+    parent = base if not parent_key else OmegaConf.select(base, parent_key, default=None)
+    known: set[str] = set()
+    if isinstance(parent, DictConfig):
+        known = {str(k) for k in parent}
+        target = parent.get("_target_") if parent_key else None
+        if target is not None:
+            accepted, open_ended = accepted_arguments(str(target))
+            if open_ended or leaf in accepted:
+                return
+            known |= accepted
+    where = f"{parent_key}.{leaf}" if parent_key else leaf
+    close = difflib.get_close_matches(leaf, sorted(known), n=1)
+    hint = f" Did you mean {parent_key + '.' if parent_key else ''}{close[0]}?" if close else ""
+    raise ConfigError(f"+{where} is not a known key of the configuration.{hint}")
+
+
+def _is_collection(node: DictConfig) -> bool:
+    """A mapping of named `_target_` objects, such as `callbacks`."""
+    values = [node.get(k) for k in node]
+    return (
+        bool(values)
+        and "_target_" not in node
+        and all(isinstance(v, DictConfig) and "_target_" in v for v in values if v is not None)
+    )
+
+
+def accepted_arguments(target: str) -> tuple[set[str], bool]:
+    """The keyword arguments the class or function named `target` accepts (following `**kwargs` up
+    its base classes), and whether it accepts any keyword at all."""
+    from hydra.utils import get_object
+
+    try:
+        obj = get_object(target)
+    except Exception:  # an unimportable target is reported when the config is instantiated
+        return set(), True
+    callables = (
+        [c.__init__ for c in inspect.getmro(obj) if "__init__" in vars(c)] if inspect.isclass(obj) else [obj]
+    )
+    names: set[str] = set()
+    for function in callables:
+        try:
+            parameters = inspect.signature(function).parameters.values()
+        except (TypeError, ValueError):
+            return names, True
+        names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            return names - {"self"}, False
+    return names - {"self"}, True
+
+
+def _composition_message(error: Exception) -> str:
+    """Hydra's message and its cause (which names the key and the expected type), minus search paths."""
+    parts = [str(error)]
+    if error.__cause__ is not None:
+        parts.append(str(error.__cause__))
+    return "\n".join(parts).split("Config search path:")[0].strip()
+
+
+def run_checked(check: Callable[[], None]) -> None:
+    """Run the pre-flight `check`; a UserError exits with its code before Hydra makes any folder."""
+    try:
+        check()
+    except UserError as error:
+        exit_with(error)
+
+
+# -- argument checks shared by the commands --------------------------------------------------------
+def check_count(key: str, value, minimum: int, advice: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key}={value} must be a whole number of at least {minimum}{advice}.")
+    return value
+
+
+def choose_device(device: str) -> str:
+    """`auto` -> cuda when a GPU is visible, else cpu; refuses cuda where there is none."""
+    import torch
+
+    device = str(device)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device} but no CUDA GPU is visible; use device=cpu or device=auto.")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ConfigError(f"device={device} is not one of cpu, cuda, cuda:<index>, auto.")
+    return device
+
+
+def set_threads(threads: int | str | None) -> int:
+    """Set torch's intra-op threads and return how many: a number, None for torch's default (every
+    core), or "auto": the cores not busy with other work at start (cores minus the 1-minute load
+    average, at least 1). On 2 cores, two threads ran the study's step 1.26x faster than one when the
+    machine was quiet, and 2.8x slower than one beside one busy process (README, Configuration)."""
+    import torch
+
+    if threads == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, min(cores, round(cores - os.getloadavg()[0])))
+    elif threads is not None:
+        threads = check_count("threads", threads, 1)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+# -- quiet output ----------------------------------------------------------------------------------
+class _DropAdvertisements(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            message.startswith("💡")
+            or "litmodels" in message
+            or "LitLogger" in message
+            or message.startswith("TPU available")
+        )
+
+
+def quiet_dependencies() -> None:
+    """Each message once, and none that only advertise or warn about dependencies' own deprecations:
+    Lightning logs through its own handler, not also through the root logger Hydra sets up."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # Mid-epoch checkpoints of a manual-optimization module hold the state after the batch's updates,
+    # which is what resume expects.
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization.*")
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning"):
+        logger = logging.getLogger(name)
+        logger.propagate = False
+        if not any(isinstance(f, _DropAdvertisements) for f in logger.filters):
+            logger.addFilter(_DropAdvertisements())
+        for handler in logger.handlers:
+            if not any(isinstance(f, _DropAdvertisements) for f in handler.filters):
+                handler.addFilter(_DropAdvertisements())
+
+
+def say(message: str) -> None:
+    """One line for the user on stderr (stdout stays for machine-readable output)."""
+    print(message, file=sys.stderr, flush=True)
