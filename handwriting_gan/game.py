@@ -107,6 +107,12 @@ class GAN(L.LightningModule):
         )
         if self.ema is not None:
             self.ema.requires_grad_(False)
+        # Batch norm in D normalises over the batch it is given: a batch of real and generated images
+        # together is then a different function from generated images alone (the G step), and D and G
+        # stop playing the same game (both losses went to ~0 for a DCGAN). Such a D sees them apart.
+        self.joint_d_batch = not any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()
+        )
         #: Multiplies the configured learning rates (lowered by the divergence guard's rollbacks).
         self.lr_scale = 1.0
         self.step_losses = torch.zeros(2)
@@ -189,7 +195,15 @@ class GAN(L.LightningModule):
         for _ in range(self.d_steps):
             fake = self.generator(torch.randn(n, self.latent_dim, device=real.device), labels)
             # Real and generated images go through D as one batch of 2n: one pass instead of two.
-            d_logits = self.discriminator(self._seen(torch.cat([real, fake.detach()])), both_labels)
+            if self.joint_d_batch:
+                d_logits = self.discriminator(self._seen(torch.cat([real, fake.detach()])), both_labels)
+            else:
+                d_logits = torch.cat(
+                    [
+                        self.discriminator(self._seen(real), labels),
+                        self.discriminator(self._seen(fake.detach()), labels),
+                    ]
+                )
             d_loss = self._d_loss(d_logits[:n], d_logits[n:])
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)

@@ -193,6 +193,8 @@ def quiet_dependencies() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # Small datasets have fewer batches than the logging interval; epoch means are logged regardless.
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     # Mid-epoch checkpoints of a manual-optimization module hold the state after the batch's updates,
     # which is what resume expects.
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization.*")

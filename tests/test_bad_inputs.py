@@ -207,3 +207,59 @@ def test_generator_file_with_weights_of_another_model(tmp_path, finished_run):
     torch.save(payload, tmp_path / "generator.pt")
     with pytest.raises(CheckpointError, match="do not fit the generator"):
         load_generator(tmp_path / "generator.pt")
+
+
+def character_folder(root: Path, classes: list[str], per_class: int = 3) -> Path:
+    """A folder of drawn characters, one sub-folder per class."""
+    from PIL import Image, ImageDraw
+
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for index in range(per_class):
+            image = Image.new("L", (40, 40), 255)
+            ImageDraw.Draw(image).line([(8 + index, 6), (30, 34)], fill=0, width=4)
+            image.save(root / name / f"{index}.png")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda root: root, "does not exist"),
+        (
+            lambda root: (root.parent.mkdir(parents=True, exist_ok=True), root.write_text("x"), root)[-1],
+            "is a file",
+        ),
+        (
+            lambda root: (
+                character_folder(root, ["A"]),
+                (root / "A" / "1.png").write_bytes(b"not a png"),
+                root,
+            )[-1],
+            "1.png",
+        ),
+    ],
+    ids=["missing", "a file", "unreadable image"],
+)
+def test_folder_dataset_mistakes_exit_4_and_write_nothing(cli, tmp_path, setup, message):
+    data = setup(tmp_path / "letters")
+    before = tree(tmp_path)
+    result = cli(
+        [
+            "dataset=folder",
+            f"dataset.path={data}",
+            "debug=fast",
+            "~dataset.size",
+            "~dataset.num_classes",
+            "~dataset.noise",
+        ]
+    )
+    assert_refused(result, DATA, message)
+    assert tree(tmp_path) == before  # no run folder, no cache, the data untouched
+
+
+def test_a_conditional_model_on_a_single_class_folder_is_refused(cli, tmp_path):
+    data = character_folder(tmp_path / "letters", ["A"], per_class=4)
+    args = ["dataset=folder", f"dataset.path={data}", "dataset.test_per_class=1", "trainer.max_epochs=1"]
+    assert_refused(cli([*args, "model=cgan_mlp"]), DATA, "needs at least two")
+    assert not (tmp_path / "outputs").exists()

@@ -9,7 +9,7 @@ from torch import nn
 from handwriting_gan.config import compose_config
 from handwriting_gan.data.base import to_signed_unit
 from handwriting_gan.game import GAN
-from handwriting_gan.models.contract import Generator
+from handwriting_gan.models.contract import Discriminator, Generator
 from handwriting_gan.models.mlp import MLPDiscriminator, MLPGenerator
 from handwriting_gan.train import build
 from tests_support import FAST
@@ -185,3 +185,30 @@ def test_ema_follows_the_raw_weights_until_it_starts():
         torch.equal(a, b)
         for a, b in zip(game.ema.module.parameters(), game.generator.parameters(), strict=True)
     )
+
+
+class RecordingDiscriminator(Discriminator):
+    """An MLP D, optionally with batch norm, that records the batch sizes it is called with."""
+
+    def __init__(self, batch_norm: bool):
+        super().__init__(image_shape=(1, 28, 28))
+        norm = [nn.BatchNorm1d(16)] if batch_norm else []
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), *norm, nn.LeakyReLU(0.2), nn.Linear(16, 1))
+        self.sizes = []
+
+    def forward(self, images, labels=None):
+        self.sizes.append(images.size(0))
+        return self.net(images).squeeze(1)
+
+
+def test_a_batch_norm_discriminator_sees_real_and_generated_images_apart(tmp_path):
+    """With batch norm, D on a mixed batch is another function than D on generated images alone (the
+    G step): the players stop playing one game (a DCGAN's D and G losses both fell to ~0.002)."""
+    cfg = compose_config([*FAST, "trainer.max_epochs=1"], run_dir=tmp_path)
+    batch = cfg.dataset.batch_size
+    for batch_norm, d_step in ((False, [2 * batch]), (True, [batch, batch])):
+        trainer, _, datamodule = build(cfg)
+        discriminator = RecordingDiscriminator(batch_norm)
+        game = build_game_with(cfg, discriminator=discriminator)
+        trainer.fit(game, datamodule=datamodule)
+        assert discriminator.sizes[: len(d_step) + 1] == [*d_step, batch]  # then the G step

@@ -106,6 +106,12 @@ class SampleGrid(L.Callback):
             if isinstance(logger, TensorBoardLogger):
                 picture = torch.from_numpy(np.array(sheet.convert("RGB"))).permute(2, 0, 1)
                 logger.experiment.add_image("samples", picture, global_step=epoch)
+        # Rebuilding the GIF reads every frame: every 10th epoch and at the end keeps long runs cheap.
+        if self.gif and epoch % 10 == 0:
+            self.write_gif()
+
+    @rank_zero_only
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.gif:
             self.write_gif()
 
@@ -140,7 +146,7 @@ class SampleGrid(L.Callback):
         if not pl_module.num_classes or not names:
             return picture
         rows = self._rows(trainer, pl_module)
-        margin = 8 * max(len(str(n)[:10]) for n in names[:rows]) + 8
+        margin = 8 * max(len(str(n)[:14]) for n in names[:rows]) + 8
         sheet = Image.new(picture.mode, (picture.width + margin, picture.height), 0)
         sheet.paste(picture, (margin, 0))
         draw = ImageDraw.Draw(sheet)
@@ -148,7 +154,7 @@ class SampleGrid(L.Callback):
         for row in range(rows):
             draw.text(
                 (4, int(row * row_height + row_height / 2) - 5),
-                str(names[row])[:10],
+                str(names[row])[:14],
                 fill=255 if sheet.mode == "L" else (255,) * 3,
             )
         return sheet
@@ -183,5 +189,5 @@ def captioned_grid(images: torch.Tensor, captions: list[str], nrow: int, scale: 
         x, y = (i % nrow) * cell_w, (i // nrow) * (cell_h + caption_h)
         sheet.paste(tile, (x, y))
         if i < len(captions):
-            draw.text((x + 2, y + cell_h), captions[i][:10], fill=255 if channels == 1 else (255,) * 3)
+            draw.text((x + 2, y + cell_h), captions[i][:11], fill=255 if channels == 1 else (255,) * 3)
     return sheet
