@@ -191,3 +191,15 @@ def test_a_few_shot_split_smaller_than_a_batch_trains_on_the_whole_split(cli, tm
     assert "the 20 training images" in output
     run = only((tmp_path / "outputs" / "debug").iterdir())
     assert (run / "generator.pt").is_file()
+
+
+@pytest.mark.parametrize("experiment", ["cdcgan_mnist", "fewshot_mnist", "cdcgan_emnist", "cdcgan_chars74k"])
+def test_conditional_experiments_compose_and_build_their_game(compose, experiment):
+    from handwriting_gan.config import instantiate
+
+    cfg = compose([f"experiment={experiment}"])
+    assert cfg.name == experiment and cfg.model.generator.num_classes == "auto"
+    cfg.model.generator.num_classes = 10
+    game = instantiate(cfg.model)
+    assert game.num_classes == 10 and game.ema is not None
+    assert (game.augment is not None) == (experiment in ("fewshot_mnist", "cdcgan_chars74k"))

@@ -24,6 +24,8 @@ NOT_LOGGED = {
     "kid_subset_size",
     "cas_num_generated",
     "cas_num_real",
+    "per_class_classes",
+    "per_class_recall_classes",
 }
 
 

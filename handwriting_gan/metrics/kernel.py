@@ -12,9 +12,10 @@ def kernel_distance(
     """KID of two (N, D) feature sets: mean and standard deviation over `subsets` random subsets.
 
     The subset size shrinks to the smaller set when a set has fewer than `subset_size` samples (e.g.
-    Chars74K's test split), so small sets still give an estimate instead of an error. Each subset's
-    MMD^2 leaves out the kernel's diagonal, so its expectation is exactly 0 for equal distributions
-    (single values can be negative).
+    Chars74K's test split), so small sets still give an estimate instead of an error. Each subset is
+    the head of a random permutation of the real set, then of the generated set, both drawn from one
+    torch generator seeded by `seed`. Each subset's MMD^2 leaves out the kernel's diagonal, so its
+    expectation is exactly 0 for equal distributions (single values can be negative).
     """
     size = min(int(subset_size), len(real), len(fake))
     if size < 2:

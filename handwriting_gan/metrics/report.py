@@ -1,7 +1,8 @@
 """All quality metrics of a set of generated images against a dataset's real splits, in one call.
 
-Real test features are the reference of FD, KID and the k-NN metrics; training features serve the
-real-vs-real floor and memorization. Everything is measured in the domain classifier's feature space.
+Real test features are the reference of FD, KID, the k-NN metrics and the per-class metrics; training
+features serve the real-vs-real floors and memorization. Everything is measured in the domain
+classifier's feature space.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from handwriting_gan.metrics.frechet import frechet_distance
 from handwriting_gan.metrics.kernel import kernel_distance
 from handwriting_gan.metrics.manifold import manifold_metrics
 from handwriting_gan.metrics.memorization import memorization
+from handwriting_gan.metrics.per_class import per_class_metrics
 
-#: Metric groups, cheapest first; the last two need a class-conditional generator.
-GROUPS = ("fd", "kid", "manifold", "classes", "memorization", "label_agreement", "cas")
+#: Metric groups; the last three need a class-conditional generator (cas, which trains a classifier,
+#: is the slowest of all).
+GROUPS = ("fd", "kid", "manifold", "classes", "memorization", "label_agreement", "cas", "per_class")
 NEAREST_NEIGHBOURS = 5
 
 
@@ -69,8 +72,8 @@ def quality_metrics(
     seed: int = 0,
     cas_settings: ClassifierSettings = DEFAULT_SETTINGS,
 ) -> dict:
-    """The metrics of `groups` for uint8 generated `images`; label_agreement and cas only when the
-    `requested_labels` of a class-conditional generator are given."""
+    """The metrics of `groups` for uint8 generated `images`; label_agreement, cas and per_class only
+    when the `requested_labels` of a class-conditional generator are given."""
     groups = check_groups(groups)
     features, predictions = extract(reference.classifier, images)
     values: dict = {}
@@ -96,6 +99,19 @@ def quality_metrics(
                 reference.num_classes,
                 cas_settings,
                 reference.device,
+                seed=seed,
+            )
+        )
+    if requested_labels is not None and "per_class" in groups:
+        values.update(
+            per_class_metrics(
+                reference.test_features,
+                reference.test[1],
+                features,
+                requested_labels,
+                reference.train_features,
+                reference.train[1],
+                NEAREST_NEIGHBOURS,
                 seed=seed,
             )
         )
