@@ -159,19 +159,39 @@ def choose_device(device: str) -> str:
 
 def set_threads(threads: int | str | None) -> int:
     """Set torch's intra-op threads and return how many: a number, None for torch's default (every
-    core), or "auto": the cores not busy with other work at start (cores minus the 1-minute load
-    average, at least 1). On 2 cores, two threads ran the study's step 1.26x faster than one when the
-    machine was quiet, and 2.8x slower than one beside one busy process (README, Configuration)."""
+    core), or "auto": the cores not busy with other work at start (at least 1). On 2 cores, two
+    threads ran the study's step 1.26x faster than one when the machine was quiet, and 2.8x slower
+    than one beside one busy process (README, Configuration)."""
     import torch
 
     if threads == "auto":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        threads = max(1, min(cores, round(cores - os.getloadavg()[0])))
+        threads = max(1, min(cores, round(cores * idle_fraction())))
     elif threads is not None:
         threads = check_count("threads", threads, 1)
     if threads is not None:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def idle_fraction(seconds: float = 0.25) -> float:
+    """The share of CPU time that was idle over the next `seconds` (Linux /proc/stat), or, where that
+    cannot be read, 1 minus the 1-minute load average per core (which lags behind recent changes)."""
+    import time
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as handle:
+            values = [int(v) for v in handle.readline().split()[1:]]
+        return values[3] + values[4], sum(values)  # idle + iowait, total
+
+    try:
+        idle_before, total_before = sample()
+        time.sleep(seconds)
+        idle_after, total_after = sample()
+        return (idle_after - idle_before) / max(1, total_after - total_before)
+    except (OSError, ValueError, IndexError):
+        cores = os.cpu_count() or 1
+        return max(0.0, 1.0 - os.getloadavg()[0] / cores)
 
 
 # -- quiet output ----------------------------------------------------------------------------------
