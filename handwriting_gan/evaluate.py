@@ -79,9 +79,7 @@ def evaluate_run(
 ) -> dict:
     """`evaluate_generator` for the generator.pt and dataset of `run_dir`; `cache_dir` defaults to
     the run's paths.cache_dir, `data_dir` to its paths.data_dir."""
-    generator, metadata, datamodule, run_cfg = RunFolder(run_dir).load_generator(data_dir)
-    if cache_dir is None:
-        cache_dir = OmegaConf.select(run_cfg, "paths.cache_dir", default="cache")
+    generator, metadata, datamodule, cache_dir = RunFolder(run_dir).load_generator(data_dir, cache_dir)
     return evaluate_generator(generator, metadata, datamodule, cache_dir, **options)
 
 

@@ -160,9 +160,7 @@ def export_run(
     run = RunFolder(run_dir)
     run_dir = run.path
     out = run.export_dir if out is None else Path(out).expanduser()
-    generator, metadata, datamodule, run_cfg = run.load_generator(data_dir)
-    if cache_dir is None:
-        cache_dir = OmegaConf.select(run_cfg, "paths.cache_dir", default="cache")
+    generator, metadata, datamodule, cache_dir = run.load_generator(data_dir, cache_dir)
     generator_file = run.generator_file
     check_target(out, run_dir, overwrite)
 

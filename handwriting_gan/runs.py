@@ -157,11 +157,12 @@ class RunFolder:
         return read_checkpoint(self.checkpoint, module)
 
     def load_generator(
-        self, data_dir: str | Path | None = None
-    ) -> tuple[nn.Module, dict[str, Any], L.LightningDataModule, DictConfig]:
+        self, data_dir: str | Path | None = None, cache_dir: str | Path | None = None
+    ) -> tuple[nn.Module, dict[str, Any], L.LightningDataModule, str | Path]:
         """A finished run's generator (eval mode), the file's metadata, the run's dataset (rebuilt as the
-        run saw it) and the run's config; raises CheckpointError when the run has not finished or its
-        generator.pt does not belong to it."""
+        run saw it, from `data_dir` when given) and the cache folder to use (`cache_dir`, else the run's
+        paths.cache_dir); raises CheckpointError when the run has not finished or its generator.pt
+        does not belong to it."""
         from handwriting_gan.config import instantiate
         from handwriting_gan.models.generator_file import load_generator
 
@@ -174,7 +175,9 @@ class RunFolder:
                 f"{self.generator_file} makes {metadata['image_shape']} images but the run's dataset has "
                 f"{list(datamodule.image_shape)}; the file does not belong to this run."
             )
-        return generator, metadata, datamodule, cfg
+        if cache_dir is None:
+            cache_dir = OmegaConf.select(cfg, "paths.cache_dir", default="cache")
+        return generator, metadata, datamodule, cache_dir
 
 
 def claim(path: str | Path) -> Path:

@@ -128,14 +128,6 @@ def _composition_message(error: Exception) -> str:
     return "\n".join(parts).split("Config search path:")[0].strip()
 
 
-def run_checked(check: Callable[[], None]) -> None:
-    """Run the pre-flight `check`; a UserError exits with its code before Hydra makes any folder."""
-    try:
-        check()
-    except UserError as error:
-        exit_with(error)
-
-
 # -- argument checks shared by the commands --------------------------------------------------------
 def check_count(key: str, value, minimum: int, advice: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

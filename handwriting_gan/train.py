@@ -19,10 +19,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from handwriting_gan.config import compose_config
-from handwriting_gan.errors import ConfigError, DataError, UserError
+from handwriting_gan.errors import ConfigError, DataError, UserError, exit_with
 from handwriting_gan.runs import RunFolder, claim
 from handwriting_gan.schema import validate
-from handwriting_gan.shell import command, compose_checked, quiet_dependencies, run_checked, say, set_threads
+from handwriting_gan.shell import command, compose_checked, quiet_dependencies, say, set_threads
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,7 @@ def prepare(argv: list[str]) -> list[str]:
         )
     construct(cfg, run_dir=explicit or output_dir / "unclaimed")
     if cfg.resume:
-        run = RunFolder(cfg.resume)
-        run.read_checkpoint(build_game(cfg.copy(), _classes_in(cfg, run.checkpoint)))
+        read_resume_checkpoint(cfg)
     if explicit is not None:
         return argv
     hydra_cfg = compose_config(
@@ -88,9 +87,7 @@ def construct(cfg: DictConfig, run_dir: str | Path) -> None:
     check_accelerator(cfg)
     cfg = cfg.copy()
     OmegaConf.update(cfg, "paths.run_dir", str(Path(run_dir).resolve()))
-    if cfg.model.generator.get("num_classes") == AUTO:
-        OmegaConf.update(cfg, "model.generator.num_classes", 2)  # a stand-in until the data is loaded
-    check_fits(instantiate(cfg.model), instantiate(cfg.dataset))
+    check_fits(build_game(cfg, num_classes=2), instantiate(cfg.dataset))  # 2: a stand-in for `auto`
     for callback in cfg.callbacks.values():
         if callback:
             instantiate(callback)
@@ -172,7 +169,7 @@ def train(cfg: DictConfig) -> float | None:
     checkpoint, resume_step = None, None
     if cfg.resume:
         checkpoint = RunFolder(cfg.resume).checkpoint
-        state = RunFolder(cfg.resume).read_checkpoint(build_game(cfg.copy(), _classes_in(cfg, checkpoint)))
+        state = read_resume_checkpoint(cfg)
         resume_step = state["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
     else:
         run.require_new()
@@ -188,13 +185,14 @@ def train(cfg: DictConfig) -> float | None:
     return float(metric) if metric is not None else None
 
 
-def _classes_in(cfg: DictConfig, checkpoint: Path) -> int:
-    """The number of classes a conditional run was trained with (its generator's label table)."""
-    if cfg.model.generator.get("num_classes") != AUTO:
-        return 0
+def read_resume_checkpoint(cfg: DictConfig) -> dict:
+    """The checkpoint of `cfg.resume`, checked against the game `cfg` builds (for `num_classes: auto`,
+    with the dataset's number of classes, read from its class names without loading the images)."""
     from handwriting_gan.config import instantiate
 
-    return instantiate(cfg.dataset).num_classes
+    conditional = cfg.model.generator.get("num_classes") == AUTO
+    num_classes = instantiate(cfg.dataset).num_classes if conditional else 0
+    return RunFolder(cfg.resume).read_checkpoint(build_game(cfg.copy(), num_classes))
 
 
 def _task(cfg: DictConfig) -> float | None:
@@ -225,10 +223,11 @@ def discard_unstarted_run(run: RunFolder, output_dir: Path) -> None:
 
 def main() -> None:
     quiet_dependencies()
-    argv = sys.argv[1:]
-    holder: list[str] = []
-    run_checked(lambda: holder.extend(prepare(argv)))
-    sys.argv = [sys.argv[0], *holder]
+    try:
+        argv = prepare(sys.argv[1:])
+    except UserError as error:
+        exit_with(error)  # before Hydra makes any folder
+    sys.argv = [sys.argv[0], *argv]
     command("train", _task)()
 
 
