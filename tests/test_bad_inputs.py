@@ -48,6 +48,10 @@ CONFIG_MISTAKES = [
     (["threads=0"], "threads=0 is not allowed"),
     (["dataset.per_class=0"], "dataset.per_class=0 must be a positive number"),
     (["callbacks.checkpoint.every_n_epochs=0"], "callbacks.checkpoint.every_n_epochs=0"),
+    (["model.cuda_graph=true"], "model.cuda_graph=true records CUDA graphs and needs a GPU"),
+    (["model.cuda_graph=yes"], "model.cuda_graph=yes is not allowed"),
+    (["model.mode_seeking=-1"], "model.mode_seeking=-1.0 is not allowed"),
+    (["dataset.device_resident=maybe"], "dataset.device_resident=maybe is not allowed"),
 ]
 # Through the real command line: one of each stage, including mistakes found once the data is read.
 CLI_MISTAKES = [

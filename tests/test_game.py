@@ -1,14 +1,16 @@
 """The two-player game: both players update, k discriminator steps, and the generator really learns."""
 
+import copy
 import functools
 
 import lightning as L
+import pytest
 import torch
 from torch import nn
 
 from handwriting_gan.config import compose_config
 from handwriting_gan.data.base import to_signed_unit
-from handwriting_gan.game import GAN
+from handwriting_gan.game import GAN, mode_seeking_penalty
 from handwriting_gan.models.contract import Discriminator, Generator
 from handwriting_gan.models.mlp import MLPDiscriminator, MLPGenerator
 from handwriting_gan.train import build
@@ -212,3 +214,39 @@ def test_a_batch_norm_discriminator_sees_real_and_generated_images_apart(tmp_pat
         game = build_game_with(cfg, discriminator=discriminator)
         trainer.fit(game, datamodule=datamodule)
         assert discriminator.sizes[: len(d_step) + 1] == [*d_step, batch]  # then the G step
+
+
+def test_mode_seeking_penalty_is_the_inverse_image_to_noise_gap_ratio():
+    z = torch.tensor([[0.0, 0.0], [1.0, 3.0], [2.0, 2.0], [0.0, 1.0]])
+    images = 3.0 * z.view(4, 1, 1, 2)  # every pair's image gap is 3x its noise gap
+    assert mode_seeking_penalty(z, images).item() == pytest.approx(1 / 3, rel=1e-4)
+    collapsed = torch.zeros(4, 1, 1, 2)  # one image whatever z
+    assert mode_seeking_penalty(z, collapsed).item() == pytest.approx(1e5)
+
+
+def test_mode_seeking_pairs_share_a_class_and_pushes_g_apart():
+    """With mode_seeking, generated pair (i, i + n/2) is asked for the same class, and G's loss grows
+    with the weight by exactly the penalty of the images it made from that noise."""
+    torch.manual_seed(0)
+    generator = MLPGenerator(latent_dim=4, hidden=[8], image_shape=(1, 2, 2), num_classes=3)
+    asked = []
+    generator.register_forward_hook(lambda module, args, out: asked.append(args[1].clone()))
+    real, labels = torch.rand(6, 1, 2, 2) * 2 - 1, torch.tensor([0, 1, 2, 2, 1, 0])
+    losses = {}
+    for weight in (0.0, 1.0, 3.0):
+        game = GAN(
+            copy.deepcopy(generator),
+            MLPDiscriminator(hidden=[4], image_shape=(1, 2, 2), num_classes=3),
+            optimizer=functools.partial(torch.optim.SGD, lr=0.0),
+            mode_seeking=weight,
+        )
+        opt_g, opt_d = game.configure_optimizers()
+        torch.manual_seed(1)
+        losses[weight] = game._step(real, labels, opt_g, opt_d, torch.Tensor.backward)[1].item()
+    assert torch.equal(asked[-1], torch.tensor([0, 1, 2, 0, 1, 2]))
+    assert torch.equal(asked[0], labels)  # off: the real batch's labels, as before
+    torch.manual_seed(1)
+    z = torch.randn(6, 4)
+    with torch.no_grad():
+        penalty = mode_seeking_penalty(z, generator(z, asked[-1])).item()
+    assert losses[3.0] - losses[1.0] == pytest.approx(2.0 * penalty, rel=1e-4)

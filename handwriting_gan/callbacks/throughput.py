@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import lightning as L
+import torch
 
 
 class Throughput(L.Callback):
@@ -25,6 +26,7 @@ class Throughput(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if batch_idx + 1 == self.warmup_steps:
+            _synchronize(pl_module)  # GPU work is queued: time what the device has finished
             self._start = time.perf_counter()
         elif self._start is not None:
             self._images += len(batch[0])
@@ -32,5 +34,11 @@ class Throughput(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._start is None or self._images == 0:
             return
+        _synchronize(pl_module)
         self.images_per_sec = self._images / (time.perf_counter() - self._start)
         pl_module.log("perf/images_per_sec", self.images_per_sec, on_epoch=True)
+
+
+def _synchronize(pl_module: L.LightningModule) -> None:
+    if pl_module.device.type == "cuda":
+        torch.cuda.synchronize(pl_module.device)
