@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 import handwriting_gan.schema  # noqa: F401  (registers the typed schema train.yaml builds on)
@@ -28,6 +29,9 @@ def compose_config(
     overrides = list(overrides)
     if run_dir is not None:
         overrides.append(f"paths.run_dir={Path(run_dir).resolve()}")
+    if GlobalHydra.instance().is_initialized():
+        # Inside a command (a Hydra app on the same config module): compose with its search path.
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
 

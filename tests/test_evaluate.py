@@ -108,3 +108,27 @@ def test_the_command_prints_the_error_without_a_traceback_and_exits_non_zero(cli
     assert result.returncode == CheckpointError.exit_code
     assert result.stderr.startswith("error: run_dir=") and "not a run folder" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_small_sample_and_test_split_are_flagged(untrained_run):
+    values = evaluate(evaluate_config([f"run_dir={untrained_run}", "num_samples=40", *TINY_CLASSIFIER]))
+    assert len(values["warnings"]) == 2
+    assert "num_samples=40" in values["warnings"][0]
+    assert f"the test split has {values['num_real_test']} images" in values["warnings"][1]
+    assert values["against"] is None
+
+
+def test_a_run_is_measured_against_another_dataset_with_its_classes(untrained_run):
+    """The run trained on the 128-image fake set; against=fake measures it on the 512-image one (its own
+    test split of 102 images) and writes metrics_fake.json beside the run's own metrics."""
+    own = evaluate(evaluate_config([f"run_dir={untrained_run}", "num_samples=40", *TINY_CLASSIFIER]))
+    other = evaluate(
+        evaluate_config([f"run_dir={untrained_run}", "num_samples=40", "against=fake", *TINY_CLASSIFIER])
+    )
+    assert other["against"] == "fake" and other["num_real_test"] == 512 // 5 != own["num_real_test"]
+    assert json.loads((untrained_run / "metrics_fake.json").read_text())["fd"] == other["fd"]
+    assert json.loads((untrained_run / "metrics.json").read_text())["fd"] == own["fd"]
+    with pytest.raises(ConfigError, match="against=chars74k: Chars74KDataModule has 62 classes"):
+        evaluate(evaluate_config([f"run_dir={untrained_run}", "against=chars74k", *TINY_CLASSIFIER]))
+    with pytest.raises(ConfigError, match="against=nope"):
+        evaluate(evaluate_config([f"run_dir={untrained_run}", "against=nope", *TINY_CLASSIFIER]))

@@ -7,6 +7,7 @@ training loop never touches PIL or per-image transforms.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -156,6 +157,18 @@ class ImageDataModule(L.LightningDataModule):
                 images, labels = images[chosen], labels[chosen]
             self._splits[train] = (images.contiguous(), labels)
         return self._splits[train]
+
+    def reference_data(self) -> ImageDataModule:
+        """The real data a GAN trained on this dataset is measured with: this dataset with every training
+        image (`per_class` dropped). The domain classifier, the real-vs-real floors and the real CAS
+        baseline come from it, so a few-shot run is judged as a full-data one is; memorization still
+        compares with the images the GAN saw."""
+        if self.per_class is None:
+            return self
+        full = copy.copy(self)
+        full.per_class = None
+        full._splits = {train: split for train, split in self._splits.items() if not train}
+        return full
 
     @property
     def num_classes(self) -> int:

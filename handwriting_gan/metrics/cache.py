@@ -56,6 +56,12 @@ def dataset_fingerprint(datamodule: L.LightningDataModule) -> str:
     return sha.hexdigest()
 
 
+def reference_data(datamodule: L.LightningDataModule) -> L.LightningDataModule:
+    """`datamodule.reference_data()` where the dataset has one (every ImageDataModule), else itself."""
+    reference = getattr(datamodule, "reference_data", None)
+    return reference() if callable(reference) else datamodule
+
+
 def cache_key(fingerprint: str, settings: ClassifierSettings) -> str:
     """Changes with the dataset's content, any classifier setting, or this cache's format."""
     payload = {"format_version": FORMAT_VERSION, "dataset": fingerprint, "classifier": settings.as_dict()}
@@ -75,7 +81,10 @@ def load_or_train(
     settings: ClassifierSettings = DEFAULT_SETTINGS,
     device: str | torch.device = "cpu",
 ) -> CachedClassifier:
-    """The dataset's domain classifier from the cache, trained (and cached) first if absent."""
+    """The dataset's domain classifier from the cache, trained (and cached) first if absent. It is
+    trained on the dataset's reference data (`reference_data`: every real training image, none of a
+    few-shot subset's limits or an expanded dataset's synthetic images)."""
+    datamodule = reference_data(datamodule)
     path = classifier_path(datamodule, cache_dir, settings)
     cached = _load(path, datamodule, settings, device)
     if cached is not None:

@@ -14,7 +14,7 @@ import lightning as L
 import torch
 
 from handwriting_gan.errors import ConfigError
-from handwriting_gan.metrics.cache import CachedClassifier
+from handwriting_gan.metrics.cache import CachedClassifier, reference_data
 from handwriting_gan.metrics.cas import classification_accuracy_score
 from handwriting_gan.metrics.classes import class_coverage, label_agreement
 from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS, ClassifierSettings, extract
@@ -39,19 +39,32 @@ def check_groups(groups: Iterable[str]) -> tuple[str, ...]:
 
 
 class RealReference:
-    """A dataset's splits, its domain classifier and the real features, extracted once."""
+    """A dataset's splits, its domain classifier and the real features, extracted once.
+
+    `train` is the reference data's training split (every real image: see `reference_data`), used by
+    the floors, CAS's real baseline and the per-class floors; `seen` is what the GAN trained on (a
+    few-shot subset; for an expanded set, its real and synthetic images), used by memorization.
+    """
 
     def __init__(self, datamodule: L.LightningDataModule, cached: CachedClassifier, device="cpu") -> None:
         self.classifier = cached.classifier.to(device).eval()
         self.classifier_test_acc = cached.test_acc
         self.num_classes = datamodule.num_classes
-        self.train = datamodule.split(train=True)
-        self.test = datamodule.split(train=False)
+        reference = reference_data(datamodule)
+        self.train = reference.split(train=True)
+        self.test = reference.split(train=False)
+        self.seen = datamodule.split(train=True)
         self.test_features, _ = extract(self.classifier, self.test[0])
 
     @cached_property
     def train_features(self) -> torch.Tensor:
         return extract(self.classifier, self.train[0])[0]
+
+    @cached_property
+    def seen_features(self) -> torch.Tensor:
+        if self.seen[0] is self.train[0]:
+            return self.train_features
+        return extract(self.classifier, self.seen[0])[0]
 
     def fd_floor(self, num_samples: int, seed: int = 0) -> float:
         """FD between `num_samples` real training images (a seeded subset; all when there are fewer)
@@ -86,7 +99,7 @@ def quality_metrics(
     if "classes" in groups:
         values.update(class_coverage(predictions, reference.num_classes))
     if "memorization" in groups:
-        values.update(memorization(features, reference.train_features, reference.test_features))
+        values.update(memorization(features, reference.seen_features, reference.test_features))
     if requested_labels is not None and "label_agreement" in groups:
         values["label_agreement"] = label_agreement(predictions, requested_labels)
     if requested_labels is not None and "cas" in groups:

@@ -55,3 +55,14 @@ def test_evaluation_and_training_callback_default_to_the_same_classifier():
     callback = compose_config(["debug=fast"], run_dir="/unused").callbacks.quality.classifier
     defaults = ClassifierSettings()
     assert ClassifierSettings.from_mapping(evaluate) == defaults == ClassifierSettings.from_mapping(callback)
+
+
+def test_a_few_shot_dataset_is_measured_with_the_classifier_of_all_its_images(tmp_path, fake_data, tiny):
+    """per_class limits what the GAN sees, not what it is judged by: the domain classifier of a few-shot
+    split is the full dataset's (same cache file), and the per_class split itself is left as it was."""
+    few = fake_data(size=200, test_size=50, per_class=3)
+    assert len(few.split(train=True)[0]) == 30
+    cached = load_or_train(few, tmp_path, tiny)
+    assert cached.path == classifier_path(fake_data(size=200, test_size=50), tmp_path, tiny)
+    assert json.loads(cached.path.with_suffix(".json").read_text())["num_train"] == 200
+    assert len(few.split(train=True)[0]) == 30
