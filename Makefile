@@ -14,7 +14,7 @@ help: ## Show this help
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,sweeps,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the package with its pinned dependencies

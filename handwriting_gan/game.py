@@ -200,6 +200,8 @@ class GAN(L.LightningModule):
         return opt_g, opt_d
 
     def on_train_start(self) -> None:
+        if hasattr(self, "_epoch_sum"):  # restored from a checkpoint, on the CPU
+            self._epoch_sum = self._epoch_sum.to(self.device)
         if self.cuda_graph:
             self._check_capturable()
         # The configured settings apply also to a resumed run (its optimizer states carry the old ones).
@@ -240,11 +242,14 @@ class GAN(L.LightningModule):
         self._graph = None  # settings or states may have been replaced: record the step anew
 
     def on_train_epoch_start(self) -> None:
-        # Noise and dropout draws of epoch e depend only on (seed, e, rank): a run resumed at an epoch
-        # boundary continues exactly as the uninterrupted run would have.
-        torch.manual_seed(self.seed * 1_000_003 + self.current_epoch * 7_919 + self.global_rank)
         self._epoch_sum = torch.zeros(len(self.STATS), device=self.device)
         self._epoch_batches = 0
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Noise and dropout draws of a batch depend only on (seed, epoch, batch, rank): a run resumed from
+        # any checkpoint, one from inside an epoch too, continues exactly as the uninterrupted run would.
+        seed = ((self.seed * 1_000_003 + self.current_epoch) * 7_919 + batch_idx) * 131 + self.global_rank
+        torch.manual_seed(seed % 2**63)
 
     def training_step(self, batch, batch_idx: int) -> None:
         real, labels = batch
@@ -374,6 +379,11 @@ class GAN(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["lr_scale"] = self.lr_scale
+        if hasattr(self, "_epoch_sum"):
+            # A checkpoint from inside an epoch carries the epoch's running sums, so the resumed run's
+            # epoch means cover the whole epoch (Lightning calls no on_train_epoch_start when it resumes
+            # inside an epoch).
+            checkpoint["epoch_sums"] = {"sum": self._epoch_sum.cpu(), "batches": self._epoch_batches}
 
     def on_fit_end(self) -> None:
         # The trainer's teardown moves weights and optimizer states off the GPU: a graph recorded on
@@ -382,6 +392,8 @@ class GAN(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.lr_scale = float(checkpoint.get("lr_scale", 1.0))
+        sums = checkpoint.get("epoch_sums", {"sum": torch.zeros(len(self.STATS)), "batches": 0})
+        self._epoch_sum, self._epoch_batches = sums["sum"], int(sums["batches"])
         self._graph = None
 
 

@@ -10,12 +10,13 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import hydra
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from handwriting_gan.config import CONFIG_PATH, compose_config
@@ -30,21 +31,161 @@ def command(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[],
     def _entry(cfg: DictConfig) -> Any:
         quiet_dependencies()
         try:
-            return task(cfg)
+            with job_command_line(cfg):
+                return task(cfg)
         except UserError as error:
             exit_with(error)
 
-    return _entry
+    def _run() -> Any:
+        try:
+            check_plugins(config_name, sys.argv[1:])
+        except UserError as error:
+            exit_with(error)
+        return _entry()
+
+    return _run
+
+
+# -- Hydra plugins -------------------------------------------------------------------------------
+#: Sweepers and launchers of Hydra plugins, and the extra of pyproject.toml that installs each.
+PLUGIN_EXTRAS = {
+    "hydra/sweeper/optuna": "sweeps",
+    "hydra/launcher/submitit_slurm": "cluster",
+    "hydra/launcher/submitit_local": "cluster",
+    "hydra/launcher/joblib": "cluster",
+}
+#: Overrides that can choose a sweeper or launcher: Hydra's own groups, and ours whose files override them.
+PLUGIN_CHOOSERS = ("hydra/", "hparams_search", "experiment")
+
+
+def check_plugins(config_name: str, argv: Sequence[str]) -> None:
+    """Raise ConfigError naming the extra to install when the command line chooses a Hydra sweeper or
+    launcher (directly, e.g. `hydra/launcher=joblib`, or through a config such as
+    `hparams_search=optuna_fd`) whose plugin is not installed. Hydra itself would print a page of
+    search paths and available options."""
+    arguments = [arg for arg in argv if not arg.startswith("-")]
+    if not any(_key(arg).startswith(PLUGIN_CHOOSERS) for arg in arguments):
+        return
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(arguments)
+        compose_config(
+            [o.input_line for o in parsed if not o.is_sweep_override()],
+            config_name=config_name,
+            return_hydra_config=True,
+        )
+    except (HydraException, OmegaConfBaseException) as error:
+        hint = plugin_hint(str(error))
+        if hint:
+            raise ConfigError(hint) from None
+        # Any other mistake is reported by the command's own checks, or by Hydra.
+
+
+def plugin_hint(message: str) -> str:
+    """For Hydra's "Could not find 'hydra/launcher/joblib'", a line that says which extra installs it."""
+    for config, extra in PLUGIN_EXTRAS.items():
+        if f"Could not find '{config}'" in message:
+            group, _, name = config.rpartition("/")
+            return (
+                f"{group}={name} needs a Hydra plugin that is not installed; install the `{extra}` extra: "
+                f"pip install 'handwriting_gan[{extra}]' (in a checkout: pip install -e '.[{extra}]')."
+            )
+    return ""
+
+
+def _make_folder(path: str) -> str:
+    """The `hwgan.mkdir` resolver: `path`, created (with its parents) if missing."""
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+if not OmegaConf.has_resolver("hwgan.mkdir"):
+    OmegaConf.register_new_resolver("hwgan.mkdir", _make_folder)
+
+
+#: What Lightning's DDP launcher sets in its own process; while set, Lightning takes the other ranks as
+#: started already.
+DISTRIBUTED_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextmanager
+def job_command_line(cfg: DictConfig) -> Iterator[None]:
+    """Inside one job of a sweep (`-m`), `sys.argv` and `hydra.run.dir` as if the job had been started
+    alone in its own folder, and no distributed state left for the next job.
+
+    Lightning's DDP launcher starts ranks 1.. as `python -m <module> sys.argv[1:] hydra.run.dir=<run.dir>`,
+    which from a sweep job would start the whole sweep again, in a new folder (lightning 2.6 handles
+    Hydra's single runs only). After fit it keeps its process group and variables, with which the next
+    job's trainer would wait for ranks that are gone."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        yield
+        return
+    check_rank_launch(cfg)
+    job = HydraConfig.get()
+    with read_write(job), open_dict(job):
+        job.run.dir = job.runtime.output_dir
+    argv, variables = sys.argv, {key: os.environ.get(key) for key in DISTRIBUTED_VARIABLES}
+    sys.argv = [argv[0], *job.overrides.task]
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        _leave_process_group(variables)
+
+
+def check_rank_launch(cfg: DictConfig) -> None:
+    """Refuse a sweep job whose DDP trainer would start its other ranks with a command line that does
+    not run this package: a launcher that runs each job in a process of its own (joblib, submitit)
+    is that process's `python -m <module>`. Under SLURM with one task per device nothing is started."""
+    trainer = cfg.get("trainer") or {}
+    strategy = str(trainer.get("strategy", ""))
+    if "ddp" not in strategy or "spawn" in strategy or str(trainer.get("devices", 1)) == "1":
+        return
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
+        return
+    # Lightning restarts `python -m <__main__'s module>`, or the script (hwgan-train) when there is none.
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if main is None or main.name.split(".")[0] == __name__.split(".")[0]:
+        return
+    raise ConfigError(
+        f"trainer.strategy={strategy} starts its other ranks as `python -m {main.name}`, the process "
+        f"this launcher runs the job in, not handwriting_gan. Sweep DDP runs with Hydra's "
+        f"basic launcher (no hydra/launcher override), or on SLURM with hydra/launcher=submitit_slurm "
+        f"hydra.launcher.tasks_per_node=<trainer.devices>."
+    )
+
+
+def _leave_process_group(variables: dict[str, str | None]) -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for key, value in variables.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def compose_checked(config_name: str, argv: Sequence[str]) -> DictConfig:
     """Compose `config_name` with the command line's overrides (not Hydra's own), raising ConfigError
     for unknown groups, bad syntax, wrong types and unknown keys, even those added with `+`."""
     overrides = [arg for arg in argv if not _key(arg).startswith("hydra.")]
+    # The config without additions, to check them against; it also leaves out overrides of what an
+    # addition creates (a resume repeats `+callbacks.x._target_=...` and may then set callbacks.x.y).
+    added = [_key(a).rpartition(".")[0] + "." for a in overrides if a.startswith("+")]
+    plain = [a for a in overrides if not a.startswith(("+", "~")) and not _key(a).startswith(tuple(added))]
     try:
         cfg = compose_config(overrides, config_name=config_name)
-        base = compose_config([a for a in overrides if not a.startswith(("+", "~"))], config_name=config_name)
+        base = compose_config(plain, config_name=config_name)
     except (HydraException, OmegaConfBaseException) as error:
+        hint = plugin_hint(str(error))
+        if hint:
+            raise ConfigError(hint) from None
         raise ConfigError(f"the configuration cannot be composed: {_composition_message(error)}") from None
     for arg in overrides:
         if arg.startswith("+"):
@@ -210,6 +351,8 @@ def quiet_dependencies() -> None:
     # Mid-epoch checkpoints of a manual-optimization module hold the state after the batch's updates,
     # which is what resume expects.
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization.*")
+    # Optuna's storage announces each of alembic's plugins at INFO.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning"):
         logger = logging.getLogger(name)
         logger.propagate = False
@@ -221,5 +364,16 @@ def quiet_dependencies() -> None:
 
 
 def say(message: str) -> None:
-    """One line for the user on stderr (stdout stays for machine-readable output)."""
-    print(message, file=sys.stderr, flush=True)
+    """One line for the user on stderr (stdout stays for machine-readable output), from the first
+    process of a distributed run only."""
+    if process_rank() == 0:
+        print(message, file=sys.stderr, flush=True)
+
+
+def process_rank() -> int:
+    """This process's global rank in a distributed run (0 otherwise), from the variables Lightning's
+    launcher and SLURM set, as lightning.pytorch.utilities.rank_zero_only reads them."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0

@@ -162,7 +162,7 @@ def check_fits(game, datamodule) -> None:
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Fit the GAN described by `cfg` and return `cfg.optimized_metric` for Hydra sweepers."""
+    """Fit the GAN described by `cfg` and return its `optimized_metric` for Hydra sweepers."""
     import lightning as L
 
     from handwriting_gan.models.generator_file import save_generator
@@ -175,7 +175,7 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.resume:
         checkpoint = RunFolder(cfg.resume).checkpoint
         state = read_resume_checkpoint(cfg)
-        resume_step = state["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
+        resume_step = first_step_after(state)
     else:
         run.require_new()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -186,8 +186,29 @@ def train(cfg: DictConfig) -> float | None:
         save_generator(
             run.generator_file, game.sampling_generator, cfg.model.generator, datamodule.class_names
         )
-    metric = trainer.callback_metrics.get(cfg.optimized_metric)
+    metric = trainer.callback_metrics.get(optimized_metric(cfg))
     return float(metric) if metric is not None else None
+
+
+def optimized_metric(cfg: DictConfig) -> str:
+    """`cfg.optimized_metric`, or by default a quality metric when one is measured, not a loss."""
+    if cfg.get("optimized_metric"):
+        return str(cfg.optimized_metric)
+    quality = cfg.callbacks.get("quality")
+    return "quality/fd" if quality and quality.get("every_n_epochs") else "train/g_loss_epoch"
+
+
+def first_step_after(state: dict) -> int:
+    """The first TensorBoard step of a run resumed from checkpoint `state` (the logger hides what the
+    stopped run logged from that step on)."""
+    loop = state["loops"]["fit_loop"]
+    step = loop["epoch_loop.state_dict"]["_batches_that_stepped"]
+    batches = loop["epoch_loop.batch_progress"]["total"]
+    if batches["completed"] == batches["processed"] - 1:
+        # Written from on_train_batch_end (every_n_batches), before Lightning counted that batch: the
+        # batch's own step, logged after the checkpoint, belongs to it and is not logged again.
+        step += 1
+    return step
 
 
 def read_resume_checkpoint(cfg: DictConfig) -> dict:

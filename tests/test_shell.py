@@ -1,10 +1,15 @@
-"""The command shell's own helpers: thread choice and unknown-key checks."""
+"""The command shell's own helpers: thread choice, unknown-key checks, missing Hydra plugins, sweep jobs."""
 
 import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+import handwriting_gan
 import handwriting_gan.shell as shell
 from handwriting_gan.errors import ConfigError
 
@@ -32,3 +37,101 @@ def test_a_number_of_threads_is_taken_and_a_bad_one_refused():
 
 def test_idle_fraction_sees_a_busy_core():
     assert 0.0 <= shell.idle_fraction(0.1) <= 1.0
+
+
+# -- Hydra plugins ---------------------------------------------------------------------------------
+# `hparams_search=...` once conf/train.yaml lists `hparams_search: null` among its defaults; `+` until then.
+SEARCH = (
+    ""
+    if "hparams_search:" in (Path(handwriting_gan.__file__).parent / "conf" / "train.yaml").read_text()
+    else "+"
+) + "hparams_search=optuna_fd"
+
+
+@pytest.fixture
+def without_plugin_config(monkeypatch):
+    """Hydra as it is where a plugin is not installed: its config is missing from the ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # plugins register their configs once, on first use
+
+    def remove(group: str, name: str) -> None:
+        node = ConfigStore.instance().repo
+        for part in group.split("/"):
+            node = node[part]
+        if f"{name}.yaml" in node:
+            monkeypatch.delitem(node, f"{name}.yaml")
+
+    return remove
+
+
+@pytest.mark.parametrize(
+    ("argv", "group", "name", "extra"),
+    [
+        (
+            ["-m", "hydra/launcher=submitit_slurm", "d_steps=1,2"],
+            "hydra/launcher",
+            "submitit_slurm",
+            "cluster",
+        ),
+        (["-m", "hydra/launcher=joblib"], "hydra/launcher", "joblib", "cluster"),
+        (["-m", SEARCH], "hydra/sweeper", "optuna", "sweeps"),
+    ],
+)
+def test_a_missing_hydra_plugin_names_the_extra_to_install(without_plugin_config, argv, group, name, extra):
+    without_plugin_config(group, name)
+    with pytest.raises(ConfigError) as caught:
+        shell.check_plugins("train", argv)
+    message = str(caught.value)
+    assert f"{group}={name}" in message and f"pip install 'handwriting_gan[{extra}]'" in message
+    assert "\n" not in message
+
+
+def test_the_command_prints_the_missing_plugin_in_one_line(without_plugin_config, monkeypatch, capsys):
+    without_plugin_config("hydra/launcher", "joblib")
+    monkeypatch.setattr("sys.argv", ["hwgan-train", "-m", "hydra/launcher=joblib", "d_steps=1,2"])
+    with pytest.raises(SystemExit) as caught:
+        shell.command("train", lambda cfg: pytest.fail("the task must not run"))()
+    assert caught.value.code == ConfigError.exit_code
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: hydra/launcher=joblib needs a Hydra plugin") and "[cluster]" in line
+
+
+def test_installed_plugins_and_ordinary_command_lines_pass():
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    shell.check_plugins("train", ["-m", "hydra/launcher=joblib", "d_steps=1,2", "debug=fast"])
+    shell.check_plugins("train", ["model=nonexistent"])  # not a plugin: left to the command's checks
+
+
+def test_an_override_of_a_callback_added_with_plus_is_accepted():
+    # A resume repeats the run's `+callbacks.x...` additions, then may change one of their values.
+    added = ["+callbacks.extra._target_=tests_support.PauseAt", "+callbacks.extra.epoch=0"]
+    cfg = shell.compose_checked("train", [*added, "callbacks.extra.epoch=3"])
+    assert cfg.callbacks.extra.epoch == 3
+
+
+def test_say_speaks_for_the_first_process_only(monkeypatch, capsys):
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    shell.say("from rank 1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    shell.say("from rank 0")
+    assert capsys.readouterr().err == "from rank 0\n"
+
+
+def test_sweep_jobs_that_would_restart_ddp_in_another_program_are_refused(monkeypatch):
+    cfg = OmegaConf.create({"trainer": {"strategy": "ddp_find_unused_parameters_true", "devices": 2}})
+    monkeypatch.delenv("SLURM_NTASKS", raising=False)
+    # A launcher's worker process: `python -m submitit.core._submit`, which Lightning would restart.
+    monkeypatch.setitem(
+        sys.modules, "__main__", SimpleNamespace(__spec__=SimpleNamespace(name="submitit.core._submit"))
+    )
+    with pytest.raises(ConfigError, match="python -m submitit.core._submit"):
+        shell.check_rank_launch(cfg)
+    monkeypatch.setenv("SLURM_NTASKS", "2")  # SLURM started one task per device: nothing is restarted
+    shell.check_rank_launch(cfg)
+    monkeypatch.setitem(
+        sys.modules, "__main__", SimpleNamespace(__spec__=SimpleNamespace(name="handwriting_gan"))
+    )
+    monkeypatch.delenv("SLURM_NTASKS")
+    shell.check_rank_launch(cfg)  # the basic launcher: the job runs in `python -m handwriting_gan`

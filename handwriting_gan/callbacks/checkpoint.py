@@ -1,5 +1,6 @@
-"""`checkpoints/last.ckpt`: the one checkpoint a run keeps, replaced atomically after every epoch,
-and the checks a checkpoint passes before a run resumes from it."""
+"""`checkpoints/last.ckpt`: the one checkpoint a run keeps, replaced atomically after every epoch (and
+when a run is stopped by a signal, callbacks.preemption), and the checks a checkpoint passes before a
+run resumes from it."""
 
 from __future__ import annotations
 
@@ -53,6 +54,15 @@ class LastCheckpoint(ModelCheckpoint):
         due = self.epoch_interval > 0 and (trainer.current_epoch + 1) % self.epoch_interval == 0
         if steps_too and due and not self._should_skip_saving_checkpoint(trainer):
             self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    @property
+    def path(self) -> Path:
+        return Path(self.dirpath) / f"{self.filename}{self.FILE_EXTENSION}"
+
+    def save_now(self, trainer: L.Trainer) -> Path:
+        """Replace `last.ckpt` with the current training state, outside the epoch and batch triggers."""
+        self._save_checkpoint(trainer, str(self.path))
+        return self.path
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint["handwriting_gan"] = {"version": __version__, "checkpoint_format": CHECKPOINT_FORMAT}

@@ -25,8 +25,10 @@ log = logging.getLogger(__name__)
 class ShuffledBatches(Sampler[torch.Tensor]):
     """Yields index tensors of whole batches, shuffled by a generator seeded from (seed, epoch).
 
-    The order of epoch `e` depends only on `seed` and `e`, so a run resumed at an epoch boundary sees
-    exactly the batches the uninterrupted run saw. Under DDP each rank takes every world_size-th batch.
+    The order of epoch `e` depends only on `seed` and `e`, and checkpoints keep how many batches of the
+    epoch were trained (`state_dict`, through ResumableLoader), so a run resumed at an epoch boundary or
+    inside an epoch sees exactly the batches the uninterrupted run saw. Under DDP each rank takes every
+    world_size-th batch.
     """
 
     def __init__(
@@ -46,9 +48,19 @@ class ShuffledBatches(Sampler[torch.Tensor]):
         self.drop_last = drop_last
         self.device = None if device is None else torch.device(device)
         self.epoch = 0
+        #: Batches of `epoch` the training loop has taken (ImageDataModule counts them as they reach the
+        #: loop; the loader itself runs a batch ahead of it).
+        self.taken = 0
+        self._resume_at: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "taken": self.taken}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = (int(state["epoch"]), int(state["taken"]))
 
     def _rank_and_world(self) -> tuple[int, int]:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -70,8 +82,22 @@ class ShuffledBatches(Sampler[torch.Tensor]):
         if self.device is not None:
             order = order.to(self.device)
         rank, world = self._rank_and_world()
-        for batch in range(rank, len(self) * world, world):
+        # After a checkpoint from inside this epoch, skip the batches trained before it.
+        skip = self._resume_at[1] if self._resume_at and self._resume_at[0] == self.epoch else 0
+        self._resume_at, self.taken = None, skip
+        for batch in range(rank + skip * world, len(self) * world, world):
             yield order[batch * self.batch_size : (batch + 1) * self.batch_size]
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose place in the epoch goes into checkpoints: Lightning saves the `state_dict` of
+    every training loader that has one, and hands it back to `load_state_dict` on resume."""
+
+    def state_dict(self) -> dict[str, int]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.load_state_dict(state)
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -128,6 +154,7 @@ class ImageDataModule(L.LightningDataModule):
             )
         self.per_class = None if per_class is None else int(per_class)
         self._splits: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._train_sampler: ShuffledBatches | None = None
 
     # -- what a subclass provides -------------------------------------------------------------
     def _load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,13 +267,17 @@ class ImageDataModule(L.LightningDataModule):
         if device is not None:
             images, labels = images.to(device), labels.to(device)
         sampler = ShuffledBatches(len(images), self.batch_size, self.seed, self.drop_last, device=device)
+        self._train_sampler = sampler
         # batch_size=None: the sampler yields whole index batches, fetched with one tensor index. The
         # loader's own generator keeps it from drawing on the global RNG (the training noise stream).
-        return DataLoader(
+        return ResumableLoader(
             TensorDataset(images, labels), sampler=sampler, batch_size=None, generator=torch.Generator()
         )
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        # Runs once for each batch the training loop takes (Lightning fetches one batch ahead).
+        if self.trainer is not None and self.trainer.training and self._train_sampler is not None:
+            self._train_sampler.taken += 1
         images, labels = batch
         return to_signed_unit(images), labels
 

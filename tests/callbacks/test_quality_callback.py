@@ -25,7 +25,10 @@ def scalars(run_dir, prefix: str) -> dict[str, list[float]]:
 def test_quality_is_off_by_default_and_trains_no_classifier(compose, tmp_path):
     cfg = compose([*FAST, f"paths.cache_dir={tmp_path / 'cache'}"])
     assert cfg.callbacks.quality.every_n_epochs == 0
-    train(cfg)
+    returned = train(cfg)
+    assert returned == pytest.approx(
+        scalars(tmp_path / "run", "train/g_loss_epoch")["train/g_loss_epoch"][-1]
+    )
     assert not (tmp_path / "cache").exists()
     assert scalars(tmp_path / "run", "quality/") == {}
 
@@ -40,9 +43,9 @@ def test_fd_is_logged_every_n_epochs_and_after_the_last_and_returned_to_sweeps(c
             "callbacks.quality.num_samples=64",
             "callbacks.quality.metrics=[fd,classes]",
             *TINY_CLASSIFIER,
-            "optimized_metric=quality/fd",
         ]
     )
+    assert cfg.optimized_metric is None  # by default: the quality metric, as the callback is on
     returned = train(cfg)
     logged = scalars(tmp_path / "run", "quality/")
     assert len(logged["quality/fd"]) == 2  # after epochs 2 and 3 (the last)
