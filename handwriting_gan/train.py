@@ -11,6 +11,7 @@ handwriting_gan.runs.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -60,7 +61,7 @@ def prepare(argv: list[str]) -> list[str]:
         blocked = next((p for p in [Path(explicit), *Path(explicit).parents] if p.is_file()), None)
         if blocked is not None:
             raise ConfigError(f"hydra.run.dir={explicit} cannot be created: {blocked} is a file.")
-        if not cfg.resume:
+        if not cfg.resume and not requeued(RunFolder(explicit)):
             RunFolder(explicit).require_new()
     output_dir = Path(cfg.paths.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
@@ -172,6 +173,9 @@ def train(cfg: DictConfig) -> float | None:
     check_accelerator(cfg)
     run = RunFolder(cfg.paths.run_dir)
     checkpoint, resume_step = None, None
+    if not cfg.resume and requeued(run):
+        say(f"Requeued job: continuing {run.path} from {run.checkpoint}")
+        cfg.resume = str(run.path)
     if cfg.resume:
         checkpoint = RunFolder(cfg.resume).checkpoint
         state = read_resume_checkpoint(cfg)
@@ -196,6 +200,15 @@ def optimized_metric(cfg: DictConfig) -> str:
         return str(cfg.optimized_metric)
     quality = cfg.callbacks.get("quality")
     return "quality/fd" if quality and quality.get("every_n_epochs") else "train/g_loss_epoch"
+
+
+def requeued(run: RunFolder) -> bool:
+    """True for a cluster job started again after preemption in the folder it had begun, with a
+    checkpoint there: SLURM sets SLURM_RESTART_COUNT in a requeued job (`#SBATCH --requeue`,
+    `scontrol requeue`, a preempted job of a requeue-enabled partition). Such a job continues as
+    `resume=<its folder>` would, instead of refusing the folder that already holds its run."""
+    restarts = os.environ.get("SLURM_RESTART_COUNT", "0").strip() or "0"
+    return restarts.isdigit() and int(restarts) > 0 and run.checkpoint.is_file() and not run.is_finished()
 
 
 def first_step_after(state: dict) -> int:

@@ -191,3 +191,28 @@ def test_mid_epoch_checkpoint_resumes_exactly_with_two_discriminator_steps(tmp_p
     assert batches(seen) == expected[: 20 + 14]  # killed before batch 14 of epoch 2 trained
     assert batches(resumed) == expected[20 + 10 :]  # from the checkpoint on: batch 11 of epoch 2
     assert_same_training(straight, killed)
+
+
+def test_a_requeued_slurm_job_continues_its_own_run(tmp_path):
+    """The same command started again in the same folder after a stop: refused as a second run, except
+    in a job SLURM requeued (SLURM_RESTART_COUNT > 0), which continues from the folder's checkpoint."""
+    run, marker = tmp_path / "run", tmp_path / "paused"
+    command = [*RUN, "trainer.max_epochs=2", f"hydra.run.dir={run}"]
+    process = start([*command, *pause(0, 5, marker)], tmp_path)
+    wait_for(marker, process)
+    os.kill(process.pid, signal.SIGTERM)
+    finish(process, timeout=120)
+
+    again = start(command, tmp_path)
+    output, _ = again.communicate(timeout=120)
+    assert again.returncode != 0 and "already holds a run" in output
+
+    os.environ["SLURM_RESTART_COUNT"] = "1"
+    try:
+        output = finish(start(command, tmp_path))
+    finally:
+        del os.environ["SLURM_RESTART_COUNT"]
+    assert f"Requeued job: continuing {run}" in output
+    state = checkpoint(run)
+    assert state["epoch"] == 1 and state["global_step"] == 2 * 20 * 2  # every batch trained once
+    assert (run / "generator.pt").is_file()
