@@ -1,5 +1,8 @@
 """The notebooks run top to bottom in a real kernel, opened from notebooks/ as Jupyter opens them."""
 
+import contextlib
+import io
+import json
 import shutil
 from pathlib import Path
 
@@ -9,6 +12,7 @@ from nbclient import NotebookClient
 from omegaconf import OmegaConf
 
 from handwriting_gan.config import compose_config
+from handwriting_gan.study import study, study_config
 from handwriting_gan.train import train
 from tests_support import FAST
 
@@ -70,3 +74,44 @@ def test_explore_run_opens_the_run_it_is_given(project, monkeypatch):
     monkeypatch.setenv("HWGAN_RUN_DIR", str(chosen))
     printed = execute(project / "notebooks" / "explore_run.ipynb", cwd=project / "notebooks")
     assert printed.splitlines()[0] == str(chosen)
+
+
+@pytest.fixture(scope="module")
+def toy_study(tmp_path_factory) -> Path:
+    """A project folder with notebooks/ and a finished toy augmentation study under outputs/study/."""
+    root = tmp_path_factory.mktemp("expand")
+    shutil.copytree(NOTEBOOKS, root / "notebooks")
+    tiny_classifier = ["classifier.channels=[8,16]", "classifier.feature_dim=32", "classifier.batch_size=16"]
+    overrides = [
+        "dataset=fake",
+        "per_class=[4]",
+        "seeds=1",
+        "gan_steps=3",
+        "expansion=2",
+        "arm_classifier.steps=10",
+        "quality.num_samples=40",
+        "device=cpu",
+        *tiny_classifier,
+        f"out={root / 'outputs' / 'study' / 'fake_cgan_mlp'}",
+        f'train_overrides=["paths.cache_dir={root / "cache"}"]',
+    ]
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        study(study_config(overrides))
+    return root
+
+
+def test_expand_a_dataset_shows_exports_and_reads_the_study(toy_study, monkeypatch):
+    """From notebooks/ with nothing chosen, the notebook finds the study's run (the newest finished run)
+    and the study, exports HWGAN_PER_CLASS images of each class and prints each seed's accuracies."""
+    monkeypatch.delenv("HWGAN_RUN_DIR", raising=False)
+    monkeypatch.delenv("HWGAN_STUDY_DIR", raising=False)
+    monkeypatch.setenv("HWGAN_PER_CLASS", "3")
+    printed = execute(toy_study / "notebooks" / "expand_a_dataset.ipynb", cwd=toy_study / "notebooks")
+    run = toy_study / "outputs" / "study" / "fake_cgan_mlp" / "runs" / "pc4_seed0"
+    lines = printed.splitlines()
+    assert lines[0] == str(run) and "conditional generator: True" in lines[1]
+    assert "real (40, 1, 28, 28) generated (40, 1, 28, 28)" in printed  # the 4 real images of each class
+    assert f"{run / 'export_npz' / 'dataset.npz'}" in printed
+    assert "30 images (1, 28, 28) torch.uint8, 3 to 3 per class" in printed
+    assert json.loads((run / "export_npz" / "export.json").read_text())["per_class"] == 3
+    assert "pc4_seed0: real " in printed and " filtered " in printed

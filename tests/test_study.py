@@ -1,0 +1,259 @@
+"""`python -m handwriting_gan.study`: the augmentation study end to end at toy size, its resume, its table,
+its classical augmentation and its errors."""
+
+import contextlib
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import handwriting_gan.train
+from handwriting_gan.errors import ConfigError
+from handwriting_gan.study import (
+    ARMS,
+    Results,
+    check_study,
+    classical_copies,
+    instantiate_classical,
+    markdown_table,
+    study,
+    study_config,
+    summarize,
+)
+from tests_support import run_cli
+
+# A classifier that trains in under a second on the fake data (as in test_evaluate.py).
+TINY_CLASSIFIER = ["classifier.channels=[8,16]", "classifier.feature_dim=32", "classifier.batch_size=16"]
+# Two sizes, one seed, GANs of 3 batches, 2 extra images per real one, classifiers of 10 steps.
+TOY = [
+    "dataset=fake",
+    "per_class=[4,8]",
+    "seeds=1",
+    "gan_steps=3",
+    "expansion=2",
+    "arm_classifier.steps=10",
+    "quality.num_samples=40",
+    "device=cpu",
+    "threads=1",
+    *TINY_CLASSIFIER,
+]
+FAKE_TEST_IMAGES = 512 // 5  # conf/dataset/fake.yaml: 512 training images, a fifth as many test ones
+
+
+def toy(root: Path, *extra: str) -> list[str]:
+    """The toy study's command line, with its folder and the GANs' classifier cache under `root`."""
+    cache = root / "cache"
+    return [*TOY, f"out={root / 'study'}", f'train_overrides=["paths.cache_dir={cache}"]', *extra]
+
+
+def run_study(overrides: list[str]) -> tuple[dict, str]:
+    """Run the study in this process; returns its result and the progress it wrote to stderr."""
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        result = study(study_config(overrides))
+    return result, stderr.getvalue()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, dict, str]:
+    """A finished toy study: (its root folder, the study's result, its progress lines)."""
+    root = tmp_path_factory.mktemp("toy_study")
+    result, progress = run_study(toy(root))
+    return root, result, progress
+
+
+def test_the_study_writes_the_table_as_markdown_json_csv_and_a_plot(finished):
+    root, result, progress = finished
+    folder = root / "study"
+    table = (folder / "table.md").read_text()
+    assert table.strip() == result["table"]
+    header = next(line for line in table.splitlines() if line.startswith("| per_class"))
+    for title in ARMS.values():
+        assert title in header
+    assert "FD / floor (40 samples)" in header and "label agreement" in header
+    body = table.splitlines()[table.splitlines().index(header) + 2 :]
+    assert [line.split(" | ")[0] for line in body] == ["| 4", "| 8"]
+
+    rows = json.loads((folder / "table.json").read_text())["rows"]
+    with open(folder / "table.csv", newline="") as handle:
+        csv_rows = list(csv.DictReader(handle))
+    assert [row["per_class"] for row in rows] == [4, 8] and [r["per_class"] for r in csv_rows] == ["4", "8"]
+    for row, csv_row in zip(rows, csv_rows, strict=True):
+        assert row["seeds"] == 1
+        for arm in ARMS:
+            assert 0.0 <= row[f"{arm}_mean"] <= 1.0 and row[f"{arm}_std"] is None  # one seed: no spread
+            assert float(csv_row[f"{arm}_mean"]) == pytest.approx(row[f"{arm}_mean"])
+        assert row["fd_ratio_mean"] > 1.0  # three GAN steps are far from the real images
+        assert 0.0 <= row["label_agreement_mean"] <= 1.0  # cgan_mlp is class-conditional
+    with Image.open(folder / "accuracy.png") as plot:
+        assert plot.format == "PNG" and plot.size[0] > 300
+
+    # One line per step, counted, saying what it does.
+    lines = [line for line in progress.splitlines() if line.startswith("[")]
+    assert len(lines) == 2 * 7 and lines[0].startswith("[1/14] per_class=4 seed=0: training the GAN")
+    assert "(model=cgan_mlp, 3 steps)" in lines[0] and lines[-1].startswith("[14/14] per_class=8 seed=0: (d)")
+
+
+def test_each_run_is_a_run_folder_with_its_export_and_each_arm_its_training_set(finished):
+    root, _, _ = finished
+    results = json.loads((root / "study" / "results.json").read_text())
+    assert sorted(results["runs"]) == ["pc4_seed0", "pc8_seed0"]
+    for per_class in (4, 8):
+        run = root / "study" / "runs" / f"pc{per_class}_seed0"
+        assert (run / "generator.pt").is_file() and (run / ".hydra" / "config.yaml").is_file()
+        assert f"dataset.per_class={per_class}" in (run / ".hydra" / "overrides.yaml").read_text()
+        export = json.loads((run / "export" / "export.json").read_text())
+        real = 10 * per_class  # fake has 10 classes
+        assert export["format"] == "npz" and export["per_class"] == 2 * per_class
+        assert export["num_samples_kept"] == 2 * real
+
+        stored = results["runs"][f"pc{per_class}_seed0"]
+        arms = stored["arms"]
+        assert list(arms) == list(ARMS)
+        assert {arm["real_images"] for arm in arms.values()} == {real}
+        assert {arm["test_images"] for arm in arms.values()} == {FAKE_TEST_IMAGES}  # the full test split
+        assert arms["real"]["extra_images"] == 0
+        assert arms["classical"]["extra_images"] == arms["synthetic"]["extra_images"] == 2 * real
+        kept = arms["filtered"]["extra_images"]
+        assert kept <= 2 * real and arms["filtered"]["kept_fraction"] == kept / (2 * real)
+        assert (
+            stored["quality"]["num_samples"] == 40 and stored["quality"]["fd"] > stored["quality"]["fd_floor"]
+        )
+
+
+def test_running_it_again_resumes_without_training_anything(finished):
+    root, result, _ = finished
+    folder = root / "study"
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    results = (folder / "results.json").read_bytes()
+
+    again = run_cli(toy(root), cwd=root, module="handwriting_gan.study")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == result["table"]
+    assert "finished (stored in results.json)" in again.stderr
+    assert "training the GAN" not in again.stderr and "training the classifier" not in again.stderr
+    assert (folder / "results.json").read_bytes() == results
+    runs = [p for p in before if "runs" in p.parts]
+    assert runs and all(p.stat().st_mtime_ns == before[p] for p in runs)  # no run re-created or touched
+
+
+def test_a_stopped_study_continues_its_gan_and_redoes_only_what_is_missing(finished, tmp_path, monkeypatch):
+    """pc8's GAN stopped after its last checkpoint (no generator.pt), pc4 lost its export and one arm:
+    the study continues pc8's GAN from its checkpoint, trains no other GAN, and gets the same numbers."""
+    root, _, _ = finished
+    shutil.copytree(root / "study", tmp_path / "study")
+    folder = tmp_path / "study"
+    (folder / "runs" / "pc8_seed0" / "generator.pt").unlink()
+    shutil.rmtree(folder / "runs" / "pc4_seed0" / "export")
+    results = json.loads((folder / "results.json").read_text())
+    old = json.loads(json.dumps(results))
+    del results["runs"]["pc4_seed0"]["arms"]["synthetic"]
+    del results["runs"]["pc8_seed0"]["arms"]["filtered"]
+    (folder / "results.json").write_text(json.dumps(results))
+
+    trained = []
+    original = handwriting_gan.train.train
+
+    def counting(cfg):
+        trained.append((Path(cfg.paths.run_dir).name, cfg.resume))
+        return original(cfg)
+
+    monkeypatch.setattr(handwriting_gan.train, "train", counting)
+    overrides = toy(root)
+    overrides[overrides.index(f"out={root / 'study'}")] = f"out={folder}"
+    _, progress = run_study(overrides)
+
+    assert trained == [("pc8_seed0", str((folder / "runs" / "pc8_seed0").resolve()))]
+    assert "per_class=8 seed=0: continuing the GAN from" in progress
+    assert "per_class=4 seed=0: GAN already trained, reusing" in progress
+    assert (folder / "runs" / "pc4_seed0" / "export" / "export.json").is_file()
+    assert json.loads((folder / "results.json").read_text())["runs"] == old["runs"]
+
+
+def test_a_study_with_other_settings_in_the_same_folder_is_refused(finished):
+    root, _, _ = finished
+    with pytest.raises(ConfigError, match=r"other settings \(expansion: 2 there, 3 now\)"):
+        study(study_config(toy(root, "expansion=3")))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["per_class=[0,10]"], r"per_class=\[0, 10\] holds \[0\]"),
+        (["per_class=[4,4]"], "names a size twice"),
+        (["per_class=[]"], "must be a list"),
+        (["seeds=0"], "seeds=0 must be a whole number of at least 1"),
+        (["filter_confidence=1.5"], r"filter_confidence=1.5 must be a probability in \[0, 1\)"),
+        (["expansion=0"], "expansion=0"),
+        (["arm_classifier.steps=0"], "arm_classifier.steps=0"),
+        (['train_overrides=["seed=3"]'], "the study sets seed"),
+        (['train_overrides=["model=mlp3"]'], "study's own model=<name>"),
+        (['train_overrides=["trainer.max_epochs=5"]'], "gan_steps=null"),
+        (['train_overrides=["trainer.max_epochz=5"]'], "a GAN run of the study: .*trainer.max_epochz"),
+        (["per_class=[1000]"], "dataset.per_class=1000 asks for 1000 training images of every class"),
+        (["quality.num_samples=5"], "quality.num_samples=5"),
+        (["device=tpu"], "device=tpu"),
+    ],
+)
+def test_bad_inputs_raise_errors_that_name_the_value_before_any_work(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        study(study_config(toy(tmp_path, *overrides)))
+    assert not (tmp_path / "study").exists()
+
+
+def test_a_study_without_a_dataset_says_how_to_choose_one(tmp_path):
+    without = [o for o in toy(tmp_path) if not o.startswith("dataset=")]
+    with pytest.raises(ConfigError, match="dataset is required .* dataset=mnist"):
+        study(study_config(without))
+
+
+def test_the_command_prints_the_error_without_a_traceback_and_exits_non_zero(tmp_path):
+    result = run_cli(["dataset=fake", "per_class=[0]"], cwd=tmp_path, module="handwriting_gan.study")
+    assert result.returncode == ConfigError.exit_code
+    assert result.stderr.startswith("error: per_class=[0] holds [0]") and "Traceback" not in result.stderr
+    assert result.stdout == "" and not (tmp_path / "outputs").exists()
+
+
+def test_classical_augmentation_changes_images_but_keeps_labels_dtype_and_size():
+    transform = instantiate_classical(check_study(study_config(["dataset=fake", "device=cpu"])))
+    generator = torch.Generator().manual_seed(0)
+    images = (torch.rand(6, 1, 28, 28, generator=generator) > 0.7).to(torch.uint8) * 255
+    labels = torch.arange(6)
+
+    augmented, augmented_labels = classical_copies(images, labels, transform, copies=3, seed=0)
+    assert augmented.dtype == torch.uint8 and augmented.shape == (18, 1, 28, 28)
+    assert augmented_labels.tolist() == labels.tolist() * 3  # copy k of image i is at k * 6 + i
+    for copy in augmented.view(3, 6, 1, 28, 28):
+        assert all(not torch.equal(a, b) for a, b in zip(copy, images, strict=True))
+    assert not torch.equal(augmented[:6], augmented[6:12])  # each copy draws its own parameters
+    assert torch.equal(classical_copies(images, labels, transform, 3, seed=0)[0], augmented)
+    assert not torch.equal(classical_copies(images, labels, transform, 3, seed=1)[0], augmented)
+
+
+def test_a_transform_that_changes_the_images_type_is_refused():
+    from torchvision.transforms import v2
+
+    images, labels = torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64)
+    with pytest.raises(ConfigError, match="must keep their type and size"):
+        classical_copies(images, labels, v2.ToDtype(torch.float32, scale=True), copies=1, seed=0)
+
+
+def test_the_table_gives_mean_and_std_over_seeds_in_percent(tmp_path):
+    plan = check_study(study_config(["dataset=fake", "per_class=[10]", "seeds=2", f"out={tmp_path}"]))
+    results = Results(tmp_path / "results.json", plan.identity())
+    for seed, (accuracy, fd_ratio) in enumerate([(0.80, 4.0), (0.90, 6.0)]):
+        run = results.run(10, seed)
+        run["quality"] = {"fd_ratio": fd_ratio, "label_agreement": 0.5 + seed / 10}
+        run["arms"] = {arm: {"test_acc": accuracy, "kept_fraction": 0.25} for arm in ARMS}
+    rows = summarize(plan, results)
+    assert rows[0]["real_mean"] == pytest.approx(0.85) and rows[0]["real_std"] == pytest.approx(
+        0.0707, abs=1e-4
+    )
+    line = markdown_table(plan, rows).splitlines()[-1]
+    assert line.startswith("| 10 | 2 | 85.0 ± 7.1 | 85.0 ± 7.1 | 85.0 ± 7.1 | 85.0 ± 7.1 (kept 25%) |")
+    assert line.endswith("| 5.0 ± 1.4 | 0.550 ± 0.071 |")
