@@ -2,15 +2,21 @@
 
 `python -m handwriting_gan.study dataset=<name> per_class=[10,50] seeds=3 [model=cgan_mlp] [out=<folder>]`
 (conf/study.yaml). For each size and seed it trains a GAN on `per_class` real training images per class
-(the training command's own functions, one run folder each under <out>/runs/), measures it (FD over its
-floor and label agreement, as the evaluate command does), exports a labeled synthetic set (the export
-command's per-class draw, into the run's export/) and trains the domain classifier's architecture four
-ways, each tested on the full real test split:
+(the training command, run as `python -m handwriting_gan` in a subprocess, one run folder each under
+<out>/runs/), measures it (FD over its floor and label agreement: `python -m handwriting_gan.evaluate`),
+exports a labeled synthetic set (`python -m handwriting_gan.export`'s per-class draw, into the run's
+export/) and trains the domain classifier's architecture four ways, each tested on the full real test
+split:
 
     (a) real          the real images only
     (b) classical     + `expansion` randomly shifted, rotated and elastically distorted copies of each
     (c) synthetic     + `expansion` x per_class synthetic images of each class
     (d) filtered      + those of (c) the full-data domain classifier labels with confidence >= threshold
+                      (the confidences the export wrote)
+
+The other commands run as the siblings they are (handwriting_gan/shell.py's command shell, each in its
+own process); a failing one raises a StudyStepError naming its command line and showing the end of its
+output.
 
 Every finished step goes into <out>/results.json at once (atomically), and finished GAN runs and exports
 stay on disk, so running the command again resumes where it stopped. At the end it prints the table
@@ -25,8 +31,10 @@ import dataclasses
 import json
 import logging
 import math
+import shlex
 import shutil
 import statistics
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from handwriting_gan.errors import ConfigError, DataError
+from handwriting_gan.errors import ConfigError, DataError, UserError
 from handwriting_gan.files import atomic_path
 from handwriting_gan.runs import RunFolder
 from handwriting_gan.shell import check_count, choose_device, command, say, set_threads
@@ -76,6 +84,13 @@ QUIET_RUN = [
 ]
 #: Checkpoints per GAN run (a resumed study continues an interrupted run from its last one).
 CHECKPOINTS_PER_RUN = 10
+#: Lines of a failed command's output that its StudyStepError shows.
+ERROR_LINES = 20
+
+
+class StudyStepError(UserError):
+    """A command the study ran (training, evaluate or export) failed; the message names it and shows
+    the end of its output."""
 
 
 # -- the study's settings -------------------------------------------------------------------------
@@ -407,22 +422,28 @@ def run_config(
 
 
 def check_runs(plan: Study) -> None:
-    """Compose and construct the largest run's config and read its data, so that a bad override, an
-    unknown dataset or a per_class larger than a class fail before any training."""
+    """Compose and check the largest run's config (every override, as the training command checks its
+    command line) and read its data, so that a bad override, an unknown dataset or a per_class larger
+    than a class fail before any training. (The training command checks the rest of each run's config,
+    building every object once, before it makes the run's folder.)"""
     from handwriting_gan.config import instantiate
-    from handwriting_gan.train import construct
 
     cfg, _ = run_config(plan, max(plan.per_class), 0, plan.out / "runs" / "unclaimed", checked=True)
-    construct(cfg, run_dir=cfg.paths.run_dir)
     datamodule = instantiate(cfg.dataset)
+    built = cfg.copy()
+    if built.model.generator.get("num_classes") == "auto":  # 2: the training command's stand-in for auto
+        OmegaConf.update(built, "model.generator.num_classes", 2)
+    instantiate(built.model)  # each constructor's own checks, as the training command runs them
+    for callback in cfg.callbacks.values():
+        if callback:
+            instantiate(callback)
     datamodule.split(train=True)  # raises ConfigError when a class has fewer than per_class images
 
 
 def train_gan(plan: Study, per_class: int, seed: int, progress: Progress) -> RunFolder:
     """The finished GAN run (per_class, seed): reused when finished, continued from its last checkpoint
-    when a previous study stopped inside it, else trained."""
-    from handwriting_gan.train import train
-
+    (`python -m handwriting_gan resume=<run>`) when a previous study stopped inside it, else trained
+    (`python -m handwriting_gan <overrides> hydra.run.dir=<run>`)."""
     run = plan.run_folder(per_class, seed)
     label = f"per_class={per_class} seed={seed}"
     if run.is_finished():
@@ -433,20 +454,63 @@ def train_gan(plan: Study, per_class: int, seed: int, progress: Progress) -> Run
     length = f"{plan.gan_steps} steps" if plan.gan_steps else f"{cfg.trainer.max_epochs} epochs"
     if resume:
         progress.step(f"{label}: continuing the GAN from {run.checkpoint} (model={plan.model}, {length})")
-        OmegaConf.update(cfg, "resume", str(run.path.resolve()))
+        # The training command recomposes the run's config from its own .hydra/overrides.yaml.
+        run_command("handwriting_gan", [f"resume={run.path.resolve()}"])
     else:
         progress.step(f"{label}: training the GAN (model={plan.model}, {length})")
         if run.path.exists():  # stopped before its first checkpoint: nothing to continue
             shutil.rmtree(run.path)
-        run.hydra_dir.mkdir(parents=True)
-        # The record Hydra writes for the training command, so that evaluate, export, the notebooks and
-        # `python -m handwriting_gan resume=<run>` read this run like any other.
-        with atomic_path(run.config_file) as tmp:
-            tmp.write_text(OmegaConf.to_yaml(cfg))
-        with atomic_path(run.overrides_file) as tmp:
-            tmp.write_text(OmegaConf.to_yaml(overrides))
-    train(cfg)
+        # Hydra writes the run's record (.hydra/), as for any run, so that evaluate, export, the
+        # notebooks and `python -m handwriting_gan resume=<run>` read it like any other.
+        run_command("handwriting_gan", [*overrides, f"hydra.run.dir={run.path.resolve()}"])
+    if not run.is_finished():
+        raise StudyStepError(f"the GAN run {run.path} ended without writing {run.generator_file.name}.")
     return run
+
+
+# -- the sibling commands ---------------------------------------------------------------------------
+def run_command(module: str, arguments: Sequence[str]) -> str:
+    """Run `python -m <module> <arguments>` (a command of this package) in its own process, in this
+    one's folder and environment; returns its stdout. Raises StudyStepError naming the command line and
+    showing the last ERROR_LINES lines of its output when it fails."""
+    line = [sys.executable, "-m", module, *arguments]
+    finished = subprocess.run(line, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if finished.returncode != 0:
+        output = [*finished.stdout.splitlines(), *finished.stderr.splitlines()]
+        tail = "\n".join("    " + text for text in output[-ERROR_LINES:]) or "    (no output)"
+        shown = shlex.join(["python", "-m", module, *arguments])
+        raise StudyStepError(
+            f"the study's step `{shown}` failed (exit code {finished.returncode}); the last lines of its "
+            f"output:\n{tail}\nFix the cause and run the study again: it resumes where it stopped."
+        )
+    return finished.stdout
+
+
+def override(key: str, value) -> str:
+    """`key=value` as a Hydra command-line override, the value quoted where Hydra would read it as
+    something else (a path with spaces, commas, brackets, ...)."""
+    if isinstance(value, list | tuple):
+        return f"{key}=[{','.join(str(item) for item in value)}]"
+    text = str(value)
+    if text and all(c.isalnum() or c in "/._-" for c in text):
+        return f"{key}={text}"
+    return f"{key}='" + text.replace("'", "\\'") + "'"
+
+
+def shared_options(plan: Study, run: RunFolder) -> list[str]:
+    """The evaluate and export commands' options the study sets: the run's own data and cache folders
+    (as absolute paths, read here, where the run's relative ones mean what they meant to it), the device
+    and the domain classifier."""
+    cfg = run.load_config()
+    data_dir = Path(str(cfg.paths.data_dir)).expanduser().resolve()
+    cache_dir = Path(str(OmegaConf.select(cfg, "paths.cache_dir", default="cache"))).expanduser().resolve()
+    return [
+        override("run_dir", run.path.resolve()),
+        override("data_dir", data_dir),
+        override("cache_dir", cache_dir),
+        override("device", plan.device),
+        *[override(f"classifier.{key}", value) for key, value in plan.classifier.as_dict().items()],
+    ]
 
 
 # -- the four training sets -------------------------------------------------------------------------
@@ -514,16 +578,16 @@ def run_arms(plan: Study, per_class: int, seed: int, run: RunFolder, results: Re
     """Measure the generator and train (a)-(d) for the run (per_class, seed), skipping stored steps."""
     import torch
 
+    from handwriting_gan.config import instantiate
     from handwriting_gan.data.exports import read_export
-    from handwriting_gan.metrics.cache import load_or_train, reference_data
+    from handwriting_gan.metrics.cache import reference_data
     from handwriting_gan.metrics.classifier import accuracy
 
     label = f"per_class={per_class} seed={seed}"
     stored = results.run(per_class, seed)
-    generator, metadata, datamodule, cache_dir = run.load_generator()
     if stored["quality"] is None:
         progress.step(f"{label}: measuring FD and label agreement ({plan.quality_samples} samples)")
-        stored["quality"] = measure(plan, generator, metadata, datamodule, cache_dir, seed)
+        stored["quality"] = measure(plan, run, seed)
         results.save()
     else:
         progress.step(f"{label}: FD and label agreement already measured")
@@ -534,13 +598,13 @@ def run_arms(plan: Study, per_class: int, seed: int, run: RunFolder, results: Re
         progress.step(f"{label}: synthetic set already exported, reusing {export_dir}")
     else:
         progress.step(f"{label}: exporting {synthetic_per_class} synthetic images per class to {export_dir}")
-        export(plan, run, synthetic_per_class, seed, cache_dir)
+        export(plan, run, synthetic_per_class, seed)
 
+    datamodule = instantiate(run.load_config().dataset)
     images, labels = datamodule.split(train=True)
     test_images, test_labels = reference_data(datamodule).split(train=False)
     synthetic = read_export(export_dir)
-    domain = load_or_train(datamodule, cache_dir, plan.classifier, plan.device).classifier
-    confident = confidences(domain, synthetic.images, synthetic.labels) >= plan.filter_confidence
+    confident = confidences(export_dir) >= plan.filter_confidence
     transform = instantiate_classical(plan)
     for arm, title in ARMS.items():
         if arm in stored["arms"]:
@@ -581,53 +645,84 @@ def run_arms(plan: Study, per_class: int, seed: int, run: RunFolder, results: Re
         results.save()
 
 
-def measure(plan: Study, generator, metadata: dict, datamodule, cache_dir, seed: int) -> dict:
-    """FD, its floor, their ratio and label agreement of the generator, as the evaluate command measures."""
-    from handwriting_gan.evaluate import evaluate_generator
-
-    values = evaluate_generator(
-        generator,
-        metadata,
-        datamodule,
-        cache_dir,
-        num_samples=plan.quality_samples,
-        seed=seed,
-        classifier=plan.classifier,
-        groups=QUALITY_METRICS,
-        device=plan.device,
+def measure(plan: Study, run: RunFolder, seed: int) -> dict:
+    """FD, its floor, their ratio and label agreement of the run's generator:
+    `python -m handwriting_gan.evaluate run_dir=<run> metrics=[fd,label_agreement] ...`, which also
+    writes them to <run>/metrics.json."""
+    stdout = run_command(
+        "handwriting_gan.evaluate",
+        [
+            *shared_options(plan, run),
+            override("num_samples", plan.quality_samples),
+            override("seed", seed),
+            override("metrics", QUALITY_METRICS),
+            override("threads", torch_threads()),  # the study's own (set_threads(cfg.threads))
+        ],
     )
+    values = last_json_line(stdout, "handwriting_gan.evaluate")  # NaN and infinity come as null
+    fd, floor = values["fd"], values["fd_floor"]
     return {
-        "fd": values["fd"],
-        "fd_floor": values["fd_floor"],
-        "fd_ratio": values["fd"] / values["fd_floor"] if values["fd_floor"] > 0 else None,
+        "fd": fd,
+        "fd_floor": floor,
+        "fd_ratio": fd / floor if fd is not None and floor is not None and floor > 0 else None,
         "label_agreement": values.get("label_agreement"),  # unconditional generators have none
         "num_samples": values["num_samples"],
         "classifier_test_acc": values["classifier_test_acc"],
     }
 
 
-def export(plan: Study, run: RunFolder, per_class: int, seed: int, cache_dir) -> dict:
+def export(plan: Study, run: RunFolder, per_class: int, seed: int) -> dict:
     """The export command's per-class draw of the run's generator into <run>/export (npz), labeled by
-    the domain classifier's probabilities."""
-    from handwriting_gan.export import export_run
-
-    return export_run(
-        run.path,
-        format="npz",
-        per_class=per_class,
-        seed=seed,
-        classifier=plan.classifier,
-        device=plan.device,
-        cache_dir=cache_dir,
+    the domain classifier's probabilities: `python -m handwriting_gan.export run_dir=<run> format=npz
+    per_class=<per_class> ...`; returns its JSON line."""
+    stdout = run_command(
+        "handwriting_gan.export",
+        [
+            *shared_options(plan, run),
+            "format=npz",
+            override("per_class", per_class),
+            override("seed", seed),
+            override("out", run.export_dir.resolve()),
+        ],
     )
+    return last_json_line(stdout, "handwriting_gan.export")
 
 
-def confidences(classifier, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The domain classifier's probability of each image's label (what the export's min_confidence
-    filters on)."""
-    from handwriting_gan.export import label_samples
+def torch_threads() -> int:
+    import torch
 
-    return label_samples(classifier, images, labels)[1]
+    return torch.get_num_threads()
+
+
+def last_json_line(stdout: str, module: str) -> dict:
+    """The JSON object a command printed as its last line of stdout."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    try:
+        values = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        values = None
+    if not isinstance(values, dict):
+        raise StudyStepError(f"`python -m {module}` printed no JSON line; its stdout ended: {lines[-3:]}")
+    return values
+
+
+def confidences(export_dir: Path) -> torch.Tensor:
+    """The domain classifier's probability of each exported image's label, as the export wrote it (the
+    npz format's `confidences`, what the export's min_confidence filters on)."""
+    import numpy as np
+    import torch
+
+    from handwriting_gan.data.exports import NPZ_FILE
+
+    path = export_dir / NPZ_FILE
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return torch.from_numpy(arrays["confidences"].astype(np.float32))
+    except (OSError, ValueError, KeyError) as error:
+        raise DataError(
+            f"{path} holds no confidences ({error}); remove {export_dir} and run the study again to "
+            f"export it anew."
+        ) from None
 
 
 # -- the table --------------------------------------------------------------------------------------
@@ -810,7 +905,7 @@ def _task(cfg: DictConfig) -> dict:
     # Progress goes to stderr, so stdout carries only the table. Lightning announces every trainer's
     # devices; the study's own lines say what runs.
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for name in ("lightning.pytorch", "lightning.fabric", "handwriting_gan.train"):
+    for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return study(cfg)

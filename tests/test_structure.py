@@ -6,7 +6,12 @@ from pathlib import Path
 import handwriting_gan
 
 PACKAGE = Path(handwriting_gan.__file__).parent
-COMMANDS = ("handwriting_gan.train", "handwriting_gan.evaluate", "handwriting_gan.export")
+COMMANDS = (
+    "handwriting_gan.train",
+    "handwriting_gan.evaluate",
+    "handwriting_gan.export",
+    "handwriting_gan.study",
+)
 
 
 def imports() -> dict[str, set[str]]:

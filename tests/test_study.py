@@ -12,15 +12,17 @@ import pytest
 import torch
 from PIL import Image
 
-import handwriting_gan.train
+import handwriting_gan.study
 from handwriting_gan.errors import ConfigError
 from handwriting_gan.study import (
     ARMS,
     Results,
+    StudyStepError,
     check_study,
     classical_copies,
     instantiate_classical,
     markdown_table,
+    run_command,
     study,
     study_config,
     summarize,
@@ -29,10 +31,11 @@ from tests_support import run_cli
 
 # A classifier that trains in under a second on the fake data (as in test_evaluate.py).
 TINY_CLASSIFIER = ["classifier.channels=[8,16]", "classifier.feature_dim=32", "classifier.batch_size=16"]
-# Two sizes, one seed, GANs of 3 batches, 2 extra images per real one, classifiers of 10 steps.
+# One size and seed (each GAN run costs three commands, each its own process of a few seconds), GANs
+# of 3 batches, 2 extra images per real one, classifiers of 10 steps.
 TOY = [
     "dataset=fake",
-    "per_class=[4,8]",
+    "per_class=[4]",
     "seeds=1",
     "gan_steps=3",
     "expansion=2",
@@ -77,12 +80,12 @@ def test_the_study_writes_the_table_as_markdown_json_csv_and_a_plot(finished):
         assert title in header
     assert "FD / floor (40 samples)" in header and "label agreement" in header
     body = table.splitlines()[table.splitlines().index(header) + 2 :]
-    assert [line.split(" | ")[0] for line in body] == ["| 4", "| 8"]
+    assert [line.split(" | ")[0] for line in body] == ["| 4"]
 
     rows = json.loads((folder / "table.json").read_text())["rows"]
     with open(folder / "table.csv", newline="") as handle:
         csv_rows = list(csv.DictReader(handle))
-    assert [row["per_class"] for row in rows] == [4, 8] and [r["per_class"] for r in csv_rows] == ["4", "8"]
+    assert [row["per_class"] for row in rows] == [4] and [r["per_class"] for r in csv_rows] == ["4"]
     for row, csv_row in zip(rows, csv_rows, strict=True):
         assert row["seeds"] == 1
         for arm in ARMS:
@@ -95,15 +98,15 @@ def test_the_study_writes_the_table_as_markdown_json_csv_and_a_plot(finished):
 
     # One line per step, counted, saying what it does.
     lines = [line for line in progress.splitlines() if line.startswith("[")]
-    assert len(lines) == 2 * 7 and lines[0].startswith("[1/14] per_class=4 seed=0: training the GAN")
-    assert "(model=cgan_mlp, 3 steps)" in lines[0] and lines[-1].startswith("[14/14] per_class=8 seed=0: (d)")
+    assert len(lines) == 7 and lines[0].startswith("[1/7] per_class=4 seed=0: training the GAN")
+    assert "(model=cgan_mlp, 3 steps)" in lines[0] and lines[-1].startswith("[7/7] per_class=4 seed=0: (d)")
 
 
 def test_each_run_is_a_run_folder_with_its_export_and_each_arm_its_training_set(finished):
     root, _, _ = finished
     results = json.loads((root / "study" / "results.json").read_text())
-    assert sorted(results["runs"]) == ["pc4_seed0", "pc8_seed0"]
-    for per_class in (4, 8):
+    assert sorted(results["runs"]) == ["pc4_seed0"]
+    for per_class in (4,):
         run = root / "study" / "runs" / f"pc{per_class}_seed0"
         assert (run / "generator.pt").is_file() and (run / ".hydra" / "config.yaml").is_file()
         assert f"dataset.per_class={per_class}" in (run / ".hydra" / "overrides.yaml").read_text()
@@ -142,37 +145,72 @@ def test_running_it_again_resumes_without_training_anything(finished):
     assert runs and all(p.stat().st_mtime_ns == before[p] for p in runs)  # no run re-created or touched
 
 
-def test_a_stopped_study_continues_its_gan_and_redoes_only_what_is_missing(finished, tmp_path, monkeypatch):
-    """pc8's GAN stopped after its last checkpoint (no generator.pt), pc4 lost its export and one arm:
-    the study continues pc8's GAN from its checkpoint, trains no other GAN, and gets the same numbers."""
+def copy_and_rerun(finished, tmp_path, monkeypatch, damage) -> tuple[Path, dict, dict, str, list]:
+    """Copy the finished study, `damage(folder, results)` it, run it again in this process; returns the
+    folder, its results before and after, the progress and the commands it launched."""
     root, _, _ = finished
     shutil.copytree(root / "study", tmp_path / "study")
     folder = tmp_path / "study"
-    (folder / "runs" / "pc8_seed0" / "generator.pt").unlink()
-    shutil.rmtree(folder / "runs" / "pc4_seed0" / "export")
     results = json.loads((folder / "results.json").read_text())
     old = json.loads(json.dumps(results))
-    del results["runs"]["pc4_seed0"]["arms"]["synthetic"]
-    del results["runs"]["pc8_seed0"]["arms"]["filtered"]
+    damage(folder, results)
     (folder / "results.json").write_text(json.dumps(results))
 
-    trained = []
-    original = handwriting_gan.train.train
+    launched = []
+    original = handwriting_gan.study.run_command
 
-    def counting(cfg):
-        trained.append((Path(cfg.paths.run_dir).name, cfg.resume))
-        return original(cfg)
+    def counting(module, arguments):
+        launched.append((module, list(arguments)))
+        return original(module, arguments)
 
-    monkeypatch.setattr(handwriting_gan.train, "train", counting)
+    monkeypatch.setattr(handwriting_gan.study, "run_command", counting)
     overrides = toy(root)
     overrides[overrides.index(f"out={root / 'study'}")] = f"out={folder}"
     _, progress = run_study(overrides)
+    return folder, old, json.loads((folder / "results.json").read_text()), progress, launched
 
-    assert trained == [("pc8_seed0", str((folder / "runs" / "pc8_seed0").resolve()))]
-    assert "per_class=8 seed=0: continuing the GAN from" in progress
+
+def test_a_stopped_study_continues_its_gan_and_redoes_only_what_is_missing(finished, tmp_path, monkeypatch):
+    """The GAN stopped after its last checkpoint (no generator.pt), the export and two arms are lost:
+    the study continues the GAN from its checkpoint (`resume=`), exports again, and gets the same numbers."""
+
+    def damage(folder, results):
+        (folder / "runs" / "pc4_seed0" / "generator.pt").unlink()
+        shutil.rmtree(folder / "runs" / "pc4_seed0" / "export")
+        del results["runs"]["pc4_seed0"]["arms"]["synthetic"]
+        del results["runs"]["pc4_seed0"]["arms"]["filtered"]
+
+    folder, old, new, progress, launched = copy_and_rerun(finished, tmp_path, monkeypatch, damage)
+    # The commands run as siblings: the training continued, then the export; nothing is measured again.
+    run = (folder / "runs" / "pc4_seed0").resolve()
+    assert [module for module, _ in launched] == ["handwriting_gan", "handwriting_gan.export"]
+    assert launched[0][1] == [f"resume={run}"]
+    assert f"run_dir={run}" in launched[1][1] and "format=npz" in launched[1][1]
+    assert "per_class=4 seed=0: continuing the GAN from" in progress
+    assert (run / "generator.pt").is_file() and (run / "export" / "export.json").is_file()
+    assert new["runs"] == old["runs"]
+
+
+def test_a_study_that_lost_an_arm_reuses_its_gan_and_export_and_runs_no_command(
+    finished, tmp_path, monkeypatch
+):
+    def damage(folder, results):
+        del results["runs"]["pc4_seed0"]["arms"]["real"]
+
+    _, old, new, progress, launched = copy_and_rerun(finished, tmp_path, monkeypatch, damage)
+    assert launched == []
     assert "per_class=4 seed=0: GAN already trained, reusing" in progress
-    assert (folder / "runs" / "pc4_seed0" / "export" / "export.json").is_file()
-    assert json.loads((folder / "results.json").read_text())["runs"] == old["runs"]
+    assert "synthetic set already exported, reusing" in progress
+    assert new["runs"] == old["runs"]
+
+
+def test_a_failing_command_names_itself_and_shows_the_end_of_its_output():
+    # The study command itself: the quickest of the commands to start (no torch before its checks).
+    with pytest.raises(StudyStepError) as raised:
+        run_command("handwriting_gan.study", ["dataset=fake", "per_class=[0]"])
+    message = str(raised.value)
+    assert "`python -m handwriting_gan.study dataset=fake 'per_class=[0]'` failed (exit code 3)" in message
+    assert "error: per_class=[0] holds [0]" in message
 
 
 def test_a_study_with_other_settings_in_the_same_folder_is_refused(finished):
