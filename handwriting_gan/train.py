@@ -105,7 +105,7 @@ def check_accelerator(cfg: DictConfig) -> None:
                 f"(torch {torch.__version__}, cuda available: False). Use trainer=cpu, or run where "
                 f"`python -c 'import torch; print(torch.cuda.is_available())'` prints True."
             )
-    if cfg.model.get("cuda_graph") and accelerator not in ("gpu", "cuda"):
+    if cfg.model.get("cuda_graph") is True and accelerator not in ("gpu", "cuda"):
         raise ConfigError(
             f"model.cuda_graph=true records CUDA graphs and needs a GPU, but "
             f"trainer.accelerator={accelerator}. Use trainer=gpu, or leave model.cuda_graph=false on the CPU."

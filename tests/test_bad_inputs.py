@@ -50,7 +50,7 @@ CONFIG_MISTAKES = [
     (["callbacks.checkpoint.every_n_epochs=0"], "callbacks.checkpoint.every_n_epochs=0"),
     (["model.cuda_graph=true"], "model.cuda_graph=true records CUDA graphs and needs a GPU"),
     (["model.cuda_graph=yes"], "model.cuda_graph=yes is not allowed"),
-    (["model.mode_seeking=-1"], "model.mode_seeking=-1.0 is not allowed"),
+    (["model.mode_seeking=-1"], "model.mode_seeking=-1 is not allowed"),
     (["dataset.device_resident=maybe"], "dataset.device_resident=maybe is not allowed"),
 ]
 # Through the real command line: one of each stage, including mistakes found once the data is read.
