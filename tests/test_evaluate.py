@@ -9,7 +9,7 @@ import pytest
 from handwriting_gan.config import compose_config
 from handwriting_gan.errors import CheckpointError, ConfigError
 from handwriting_gan.evaluate import evaluate
-from tests_support import FAST, write_untrained_run
+from tests_support import FAST, TINY_CLASSIFIER, write_untrained_run
 
 REQUIRED = (
     "fd",
@@ -22,8 +22,6 @@ REQUIRED = (
     "class_entropy",
     "classifier_test_acc",
 )
-# A classifier that trains in under a second on the fake data.
-TINY_CLASSIFIER = ["classifier.channels=[8,16]", "classifier.feature_dim=32", "classifier.batch_size=16"]
 
 
 def evaluate_config(overrides: list[str]):

@@ -23,10 +23,7 @@ from handwriting_gan.errors import CheckpointError, ConfigError
 from handwriting_gan.export import export
 from handwriting_gan.metrics.sampling import draw_samples
 from handwriting_gan.models.generator_file import load_generator
-from tests_support import FAST, write_untrained_run
-
-# A classifier that trains in under a second on the fake data.
-TINY_CLASSIFIER = ["classifier.channels=[8,16]", "classifier.feature_dim=32", "classifier.batch_size=16"]
+from tests_support import FAST, TINY_CLASSIFIER, write_untrained_run
 
 
 def export_config(overrides: list[str]):

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from handwriting_gan.config import compose_config
 from handwriting_gan.study import study, study_config
 from handwriting_gan.train import train
-from tests_support import FAST
+from tests_support import FAST, TOY_STUDY
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -81,17 +81,8 @@ def toy_study(tmp_path_factory) -> Path:
     """A project folder with notebooks/ and a finished toy augmentation study under outputs/study/."""
     root = tmp_path_factory.mktemp("expand")
     shutil.copytree(NOTEBOOKS, root / "notebooks")
-    tiny_classifier = ["classifier.channels=[8,16]", "classifier.feature_dim=32", "classifier.batch_size=16"]
     overrides = [
-        "dataset=fake",
-        "per_class=[4]",
-        "seeds=1",
-        "gan_steps=3",
-        "expansion=2",
-        "arm_classifier.steps=10",
-        "quality.num_samples=40",
-        "device=cpu",
-        *tiny_classifier,
+        *TOY_STUDY,
         f"out={root / 'outputs' / 'study' / 'fake_cgan_mlp'}",
         f'train_overrides=["paths.cache_dir={root / "cache"}"]',
     ]

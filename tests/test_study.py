@@ -27,24 +27,9 @@ from handwriting_gan.study import (
     study_config,
     summarize,
 )
-from tests_support import run_cli
+from tests_support import TOY_STUDY, run_cli
 
-# A classifier that trains in under a second on the fake data (as in test_evaluate.py).
-TINY_CLASSIFIER = ["classifier.channels=[8,16]", "classifier.feature_dim=32", "classifier.batch_size=16"]
-# One size and seed (each GAN run costs three commands, each its own process of a few seconds), GANs
-# of 3 batches, 2 extra images per real one, classifiers of 10 steps.
-TOY = [
-    "dataset=fake",
-    "per_class=[4]",
-    "seeds=1",
-    "gan_steps=3",
-    "expansion=2",
-    "arm_classifier.steps=10",
-    "quality.num_samples=40",
-    "device=cpu",
-    "threads=1",
-    *TINY_CLASSIFIER,
-]
+TOY = [*TOY_STUDY, "threads=1"]
 FAKE_TEST_IMAGES = 512 // 5  # conf/dataset/fake.yaml: 512 training images, a fifth as many test ones
 
 

@@ -10,6 +10,21 @@ import lightning as L
 
 # Seconds-long runs: conf/debug/fast.yaml (tiny fake data, 2 epochs of 4 batches, no progress bar).
 FAST = ["debug=fast"]
+# A domain classifier that trains in under a second on the fake data.
+TINY_CLASSIFIER = ["classifier.channels=[8,16]", "classifier.feature_dim=32", "classifier.batch_size=16"]
+# The augmentation study at toy size: one size and seed, GANs of 3 batches, 2 extra images per real
+# one, classifiers of 10 steps (each GAN run costs three commands, each its own process).
+TOY_STUDY = [
+    "dataset=fake",
+    "per_class=[4]",
+    "seeds=1",
+    "gan_steps=3",
+    "expansion=2",
+    "arm_classifier.steps=10",
+    "quality.num_samples=40",
+    "device=cpu",
+    *TINY_CLASSIFIER,
+]
 
 
 class PauseAt(L.Callback):

@@ -6,13 +6,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from handwriting_gan.errors import ConfigError
 from handwriting_gan.train import train
-from tests_support import FAST
-
-TINY_CLASSIFIER = [
-    "classifier.channels=[8,16]",
-    "classifier.feature_dim=32",
-    "classifier.batch_size=16",
-]
+from tests_support import FAST, TINY_CLASSIFIER
 
 
 def scalars(run_dir, prefix: str) -> dict[str, list[float]]:
