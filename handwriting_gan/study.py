@@ -5,7 +5,7 @@
 (the training command, run as `python -m handwriting_gan` in a subprocess, one run folder each under
 <out>/runs/), measures it (FD over its floor and label agreement: `python -m handwriting_gan.evaluate`),
 exports a labeled synthetic set (`python -m handwriting_gan.export`'s per-class draw, into the run's
-export/) and trains the domain classifier's architecture four ways, each tested on the full real test
+export/) and trains the domain classifier's architecture five ways, each tested on the full real test
 split:
 
     (a) real          the real images only
@@ -13,6 +13,8 @@ split:
     (c) synthetic     + `expansion` x per_class synthetic images of each class
     (d) filtered      + those of (c) the full-data domain classifier labels with confidence >= threshold
                       (the confidences the export wrote)
+    (e) both          + the copies of (b) and the synthetic images of (d): does synthetic data add
+                      anything to classical augmentation?
 
 The other commands run as the siblings they are (handwriting_gan/shell.py's command shell, each in its
 own process); a failing one raises a StudyStepError naming its command line and showing the end of its
@@ -55,13 +57,16 @@ if TYPE_CHECKING:  # torch and Lightning load once the checks of the command lin
     from handwriting_gan.metrics.classifier import ClassifierSettings
 
 
-#: The four ways the classifier is trained, in table order, and their column titles.
+#: The ways the classifier is trained, in table order, and their column titles.
 ARMS = {
     "real": "(a) real",
     "classical": "(b) + classical aug.",
     "synthetic": "(c) + synthetic",
     "filtered": "(d) + filtered synthetic",
+    "both": "(e) + classical aug. + filtered synthetic",
 }
+#: The arms that add the filtered synthetic images (their cells say how many were kept).
+FILTERED_ARMS = ("filtered", "both")
 #: Steps per (size, seed): the GAN, its metrics, its export, and one per arm.
 STEPS_PER_RUN = 3 + len(ARMS)
 #: The generator metrics the table reports (handwriting_gan.metrics.report groups).
@@ -513,7 +518,7 @@ def shared_options(plan: Study, run: RunFolder) -> list[str]:
     ]
 
 
-# -- the four training sets -------------------------------------------------------------------------
+# -- the training sets -----------------------------------------------------------------------------
 @contextmanager
 def one_thread() -> Iterator[None]:
     """Per-image transforms of a 28x28 image are too small to split across threads: the elastic one took
@@ -575,7 +580,7 @@ def fit_arm(
 
 
 def run_arms(plan: Study, per_class: int, seed: int, run: RunFolder, results: Results, progress: Progress):
-    """Measure the generator and train (a)-(d) for the run (per_class, seed), skipping stored steps."""
+    """Measure the generator and train (a)-(e) for the run (per_class, seed), skipping stored steps."""
     import torch
 
     from handwriting_gan.config import instantiate
@@ -616,13 +621,22 @@ def run_arms(plan: Study, per_class: int, seed: int, run: RunFolder, results: Re
             extra_images, extra_labels = classical_copies(images, labels, transform, plan.expansion, seed)
         elif arm == "synthetic":
             extra_images, extra_labels = synthetic.images, synthetic.labels
-        else:
+        elif arm == "filtered":
             extra_images, extra_labels = synthetic.images[confident], synthetic.labels[confident]
+        else:  # both: (b)'s copies (the same draws, seeded alike) and (d)'s synthetic images
+            copies, copy_labels = classical_copies(images, labels, transform, plan.expansion, seed)
+            extra_images = torch.cat([copies, synthetic.images[confident]])
+            extra_labels = torch.cat([copy_labels, synthetic.labels[confident]])
         train_images = torch.cat([images, extra_images])
         train_labels = torch.cat([labels, extra_labels])
+        kept = int(confident.sum())
+        kinds = {
+            "classical": f"{len(extra_images)} augmented",
+            "both": f"{len(extra_images) - kept} augmented + {kept} synthetic",
+        }
         progress.step(
-            f"{label}: {title}: training the classifier on {len(images)} real + {len(extra_images)} "
-            f"{'augmented' if arm == 'classical' else 'synthetic'} images"
+            f"{label}: {title}: training the classifier on {len(images)} real + "
+            f"{kinds.get(arm, f'{len(extra_images)} synthetic')} images"
         )
         classifier, epochs = fit_arm(
             train_images,
@@ -640,8 +654,8 @@ def run_arms(plan: Study, per_class: int, seed: int, run: RunFolder, results: Re
             "epochs": epochs,
             "test_images": len(test_images),
         }
-        if arm == "filtered":
-            stored["arms"][arm]["kept_fraction"] = len(extra_images) / max(1, len(synthetic.labels))
+        if arm in FILTERED_ARMS:
+            stored["arms"][arm]["kept_fraction"] = kept / max(1, len(synthetic.labels))
         results.save()
 
 
@@ -770,7 +784,7 @@ def markdown_table(plan: Study, rows: list[dict]) -> str:
     titles = [
         "per_class",
         "seeds",
-        *[t if a != "filtered" else f"{t} (≥ {plan.filter_confidence:g})" for a, t in ARMS.items()],
+        *[f"{t} (≥ {plan.filter_confidence:g})" if a in FILTERED_ARMS else t for a, t in ARMS.items()],
         f"FD / floor ({plan.quality_samples} samples)",
         "label agreement",
     ]
@@ -778,7 +792,7 @@ def markdown_table(plan: Study, rows: list[dict]) -> str:
     for row in rows:
         arms = [_cell(row[f"{a}_mean"], row[f"{a}_std"], 100) for a in ARMS]
         if row["filtered_kept"] is not None:
-            arms[-1] += f" (kept {100 * row['filtered_kept']:.0f}%)"
+            arms[list(ARMS).index("filtered")] += f" (kept {100 * row['filtered_kept']:.0f}%)"
         cells = [
             str(row["per_class"]),
             str(row["seeds"]),
@@ -791,8 +805,8 @@ def markdown_table(plan: Study, rows: list[dict]) -> str:
     length = f"{plan.gan_steps} GAN steps" if plan.gan_steps else "GANs of trainer.max_epochs epochs"
     what = (
         f"Test accuracy (%) on the full real test split, mean ± std over seeds. {chosen}, {length}, "
-        f"{plan.expansion} extra images per real one in (b)-(d), classifiers trained {plan.arm_steps} "
-        f"steps each."
+        f"{plan.expansion} extra images per real one in (b)-(d) (both in (e)), classifiers trained "
+        f"{plan.arm_steps} steps each."
     )
     return "\n".join([what, "", *lines])
 

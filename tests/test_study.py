@@ -5,6 +5,7 @@ import contextlib
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -83,8 +84,9 @@ def test_the_study_writes_the_table_as_markdown_json_csv_and_a_plot(finished):
 
     # One line per step, counted, saying what it does.
     lines = [line for line in progress.splitlines() if line.startswith("[")]
-    assert len(lines) == 7 and lines[0].startswith("[1/7] per_class=4 seed=0: training the GAN")
-    assert "(model=cgan_mlp, 3 steps)" in lines[0] and lines[-1].startswith("[7/7] per_class=4 seed=0: (d)")
+    assert len(lines) == 8 and lines[0].startswith("[1/8] per_class=4 seed=0: training the GAN")
+    assert "(model=cgan_mlp, 3 steps)" in lines[0] and lines[-1].startswith("[8/8] per_class=4 seed=0: (e)")
+    assert re.search(r"on 40 real \+ 80 augmented \+ \d+ synthetic images$", lines[-1])
 
 
 def test_each_run_is_a_run_folder_with_its_export_and_each_arm_its_training_set(finished):
@@ -109,6 +111,9 @@ def test_each_run_is_a_run_folder_with_its_export_and_each_arm_its_training_set(
         assert arms["classical"]["extra_images"] == arms["synthetic"]["extra_images"] == 2 * real
         kept = arms["filtered"]["extra_images"]
         assert kept <= 2 * real and arms["filtered"]["kept_fraction"] == kept / (2 * real)
+        # (e) = (b)'s copies and (d)'s synthetic images together.
+        assert arms["both"]["extra_images"] == 2 * real + kept
+        assert arms["both"]["kept_fraction"] == arms["filtered"]["kept_fraction"]
         assert (
             stored["quality"]["num_samples"] == 40 and stored["quality"]["fd"] > stored["quality"]["fd_floor"]
         )
@@ -278,5 +283,7 @@ def test_the_table_gives_mean_and_std_over_seeds_in_percent(tmp_path):
         0.0707, abs=1e-4
     )
     line = markdown_table(plan, rows).splitlines()[-1]
-    assert line.startswith("| 10 | 2 | 85.0 ± 7.1 | 85.0 ± 7.1 | 85.0 ± 7.1 | 85.0 ± 7.1 (kept 25%) |")
+    assert line.startswith(
+        "| 10 | 2 | 85.0 ± 7.1 | 85.0 ± 7.1 | 85.0 ± 7.1 | 85.0 ± 7.1 (kept 25%) | 85.0 ± 7.1 |"
+    )
     assert line.endswith("| 5.0 ± 1.4 | 0.550 ± 0.071 |")
