@@ -1,6 +1,6 @@
 """Training throughput of the study's MNIST config (mlp3, batch 64), three ways, in one process.
 
-(a) this framework: the real config and `handwriting_gan.train.build`, timed by its Throughput callback
+(a) this framework: the real config and `handwriting_gan.assembly.build`, timed by its Throughput callback
     (on a GPU three rows: the dataset in host memory as before, GPU-resident, and GPU-resident with
     each step replayed from a CUDA graph, `model.cuda_graph=true`);
 (b) a plain PyTorch loop of the same math over the same in-memory uint8 tensor, as lean as we can make it;
@@ -31,9 +31,9 @@ from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
+from handwriting_gan.assembly import build
 from handwriting_gan.callbacks.throughput import Throughput
 from handwriting_gan.config import compose_config
-from handwriting_gan.train import build
 
 WARMUP = 20
 

@@ -428,21 +428,16 @@ def run_config(
 
 def check_runs(plan: Study) -> None:
     """Compose and check the largest run's config (every override, as the training command checks its
-    command line) and read its data, so that a bad override, an unknown dataset or a per_class larger
-    than a class fail before any training. (The training command checks the rest of each run's config,
-    building every object once, before it makes the run's folder.)"""
+    command line), build each of its objects once as the training command does before it makes a run
+    folder, and read its data, so that a bad override, an unknown dataset, a GPU trainer on a machine
+    without one or a per_class larger than a class fail before any training."""
+    from handwriting_gan.assembly import construct
     from handwriting_gan.config import instantiate
 
-    cfg, _ = run_config(plan, max(plan.per_class), 0, plan.out / "runs" / "unclaimed", checked=True)
-    datamodule = instantiate(cfg.dataset)
-    built = cfg.copy()
-    if built.model.generator.get("num_classes") == "auto":  # 2: the training command's stand-in for auto
-        OmegaConf.update(built, "model.generator.num_classes", 2)
-    instantiate(built.model)  # each constructor's own checks, as the training command runs them
-    for callback in cfg.callbacks.values():
-        if callback:
-            instantiate(callback)
-    datamodule.split(train=True)  # raises ConfigError when a class has fewer than per_class images
+    run_dir = plan.out / "runs" / "unclaimed"
+    cfg, _ = run_config(plan, max(plan.per_class), 0, run_dir, checked=True)
+    construct(cfg, run_dir)
+    instantiate(cfg.dataset).split(train=True)  # raises ConfigError when a class has fewer than per_class
 
 
 def train_gan(plan: Study, per_class: int, seed: int, progress: Progress) -> RunFolder:

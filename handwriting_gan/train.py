@@ -17,18 +17,16 @@ import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from handwriting_gan.assembly import AUTO, build, build_game, check_accelerator, construct
 from handwriting_gan.config import compose_config
-from handwriting_gan.errors import ConfigError, DataError, UserError, exit_with
+from handwriting_gan.errors import ConfigError, UserError, exit_with
 from handwriting_gan.runs import RunFolder, claim
 from handwriting_gan.schema import validate
 from handwriting_gan.shell import command, compose_checked, quiet_dependencies, say, set_threads
 
 log = logging.getLogger(__name__)
-
-#: `num_classes: auto` in a model config: the dataset's number of classes, known once it is loaded.
-AUTO = "auto"
 
 
 # -- the command line ---------------------------------------------------------------------------
@@ -80,88 +78,7 @@ def prepare(argv: list[str]) -> list[str]:
     return [*argv, f"hydra.run.dir={run_dir}"]
 
 
-def construct(cfg: DictConfig, run_dir: str | Path) -> None:
-    """Build the dataset (settings only, no data read), the game and the callbacks of `cfg` once, so
-    every constructor's checks run before a run folder exists."""
-    from handwriting_gan.config import instantiate
-
-    check_accelerator(cfg)
-    cfg = cfg.copy()
-    OmegaConf.update(cfg, "paths.run_dir", str(Path(run_dir).resolve()))
-    check_fits(build_game(cfg, num_classes=2), instantiate(cfg.dataset))  # 2: a stand-in for `auto`
-    for callback in cfg.callbacks.values():
-        if callback:
-            instantiate(callback)
-
-
-def check_accelerator(cfg: DictConfig) -> None:
-    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
-    if accelerator in ("gpu", "cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"trainer.accelerator={accelerator} but no CUDA GPU is visible on this machine "
-                f"(torch {torch.__version__}, cuda available: False). Use trainer=cpu, or run where "
-                f"`python -c 'import torch; print(torch.cuda.is_available())'` prints True."
-            )
-    if cfg.model.get("cuda_graph") is True and accelerator not in ("gpu", "cuda"):
-        raise ConfigError(
-            f"model.cuda_graph=true records CUDA graphs and needs a GPU, but "
-            f"trainer.accelerator={accelerator}. Use trainer=gpu, or leave model.cuda_graph=false on the CPU."
-        )
-
-
 # -- the run ------------------------------------------------------------------------------------
-def build(cfg: DictConfig, resume_step: int | None = None):
-    """(trainer, game, datamodule) of `cfg`, with the data loaded.
-
-    `resume_step` (the logging step of the checkpoint resumed from) hides TensorBoard events a killed
-    run wrote after its checkpoint, so the resumed run's steps are not duplicated.
-    """
-    from lightning.pytorch.callbacks import ProgressBar
-
-    from handwriting_gan.config import instantiate
-
-    datamodule = instantiate(cfg.dataset)
-    datamodule.setup("fit")  # data mistakes (missing files, per_class too large) surface before any file
-    game = build_game(cfg, datamodule.num_classes)
-    check_fits(game, datamodule)
-    callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
-    if not cfg.trainer.get("enable_progress_bar", True):
-        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    logger = (
-        instantiate(cfg.logger) if resume_step is None else instantiate(cfg.logger, purge_step=resume_step)
-    )
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
-    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    return trainer, game, datamodule
-
-
-def build_game(cfg: DictConfig, num_classes: int):
-    """The model group's LightningModule, with `num_classes: auto` resolved to the dataset's classes."""
-    from handwriting_gan.config import instantiate
-
-    if cfg.model.generator.get("num_classes") == AUTO:
-        if num_classes < 2:
-            raise DataError(
-                f"model={cfg.model.generator._target_} is class-conditional but the dataset has "
-                f"{num_classes} class; a conditional GAN needs at least two. Use an unconditional model "
-                f"(e.g. model=mlp3) or add classes."
-            )
-        OmegaConf.update(cfg, "model.generator.num_classes", num_classes)
-    return instantiate(cfg.model)
-
-
-def check_fits(game, datamodule) -> None:
-    """The model's images must be the dataset's."""
-    if tuple(game.generator.image_shape) != tuple(datamodule.image_shape):
-        raise ConfigError(
-            f"model.generator.image_shape={list(game.generator.image_shape)} must match "
-            f"dataset.image_shape={list(datamodule.image_shape)}; leave it as ${{dataset.image_shape}}."
-        )
-
-
 def train(cfg: DictConfig) -> float | None:
     """Fit the GAN described by `cfg` and return its `optimized_metric` for Hydra sweepers."""
     import lightning as L

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
+from handwriting_gan.assembly import build
 from handwriting_gan.config import compose_config
 from handwriting_gan.data.base import to_signed_unit
 from handwriting_gan.game import GAN, mode_seeking_penalty
 from handwriting_gan.models.contract import Discriminator, Generator
 from handwriting_gan.models.mlp import MLPDiscriminator, MLPGenerator
-from handwriting_gan.train import build
 from tests_support import FAST
 
 

@@ -10,8 +10,8 @@ import lightning as L
 import pytest
 import torch
 
+from handwriting_gan.assembly import build
 from handwriting_gan.config import compose_config
-from handwriting_gan.train import build
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from handwriting_gan.assembly import build
 from handwriting_gan.callbacks.checkpoint import LastCheckpoint
 from handwriting_gan.config import compose_config
-from handwriting_gan.train import build
 from tests_support import FAST
 
 

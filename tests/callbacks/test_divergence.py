@@ -6,9 +6,9 @@ import lightning as L
 import pytest
 import torch
 
+from handwriting_gan.assembly import build
 from handwriting_gan.config import compose_config
 from handwriting_gan.errors import DivergenceError
-from handwriting_gan.train import build
 from tests_support import FAST
 
 
