@@ -563,7 +563,7 @@ def fit_arm(
     from handwriting_gan.metrics import classifier
 
     per_epoch = math.ceil(len(images) / settings.batch_size)
-    settings = dataclasses.replace(settings, epochs=math.ceil(steps / per_epoch), seed=seed)
+    settings = dataclasses.replace(settings, epochs=math.ceil(steps / per_epoch), min_steps=0, seed=seed)
     # fit_classifier logs every epoch, and 100 real images make 500 epochs of 1000 steps: the study's
     # progress line says what trains.
     level = classifier.log.level

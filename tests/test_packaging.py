@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests_support import TINY_CLASSIFIER
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -84,12 +86,7 @@ def test_the_wheel_carries_its_configs_and_trains_evaluates_and_exports_from_any
     (run_dir,) = (tmp_path / "outputs" / "debug").iterdir()
     assert (run_dir / "generator.pt").is_file()
 
-    tiny = [
-        "classifier.channels=[8,16]",
-        "classifier.feature_dim=32",
-        "classifier.epochs=1",
-        "num_samples=40",
-    ]
+    tiny = [*TINY_CLASSIFIER, "classifier.epochs=1", "num_samples=40"]
     evaluated = run([str(installed / "hwgan-evaluate"), f"run_dir={run_dir}", *tiny], tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert json.loads(evaluated.stdout)["num_samples"] == 40

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import handwriting_gan
-from tests_support import FAST, run_cli
+from tests_support import FAST, TINY_CLASSIFIER, run_cli
 
 # `hparams_search=...` once conf/train.yaml lists `hparams_search: null` among its defaults; `+` until then.
 SEARCH = (
@@ -20,12 +20,7 @@ SEARCH = (
     else "+"
 ) + "hparams_search=optuna_fd"
 
-TINY_QUALITY = [
-    "callbacks.quality.num_samples=64",
-    "classifier.channels=[8,16]",
-    "classifier.feature_dim=32",
-    "classifier.batch_size=16",
-]
+TINY_QUALITY = ["callbacks.quality.num_samples=64", *TINY_CLASSIFIER]
 
 
 def finished(result) -> None:

@@ -11,7 +11,12 @@ import lightning as L
 # Seconds-long runs: conf/debug/fast.yaml (tiny fake data, 2 epochs of 4 batches, no progress bar).
 FAST = ["debug=fast"]
 # A domain classifier that trains in under a second on the fake data.
-TINY_CLASSIFIER = ["classifier.channels=[8,16]", "classifier.feature_dim=32", "classifier.batch_size=16"]
+TINY_CLASSIFIER = [
+    "classifier.channels=[8,16]",
+    "classifier.feature_dim=32",
+    "classifier.batch_size=16",
+    "classifier.min_steps=0",
+]
 # The augmentation study at toy size: one size and seed, GANs of 3 batches, 2 extra images per real
 # one, classifiers of 10 steps (each GAN run costs three commands, each its own process).
 TOY_STUDY = [

@@ -96,7 +96,7 @@ def load_or_train(
         "Training the domain classifier of %s on %d images (%d epochs); it is cached at %s",
         type(datamodule).__name__,
         len(images),
-        settings.epochs,
+        settings.epochs_for(len(images)),
         path,
     )
     started = time.perf_counter()

@@ -7,15 +7,9 @@ from tensorboard.plugins.hparams import metadata
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from handwriting_gan.train import train
-from tests_support import FAST
+from tests_support import FAST, TINY_CLASSIFIER
 
-TINY_QUALITY = [
-    "callbacks.quality.every_n_epochs=2",
-    "callbacks.quality.num_samples=64",
-    "classifier.channels=[8,16]",
-    "classifier.feature_dim=32",
-    "classifier.batch_size=16",
-]
+TINY_QUALITY = ["callbacks.quality.every_n_epochs=2", "callbacks.quality.num_samples=64", *TINY_CLASSIFIER]
 
 
 def hparams_plugin(run_dir) -> tuple[EventAccumulator, dict[str, HParamsPluginData]]:

@@ -15,7 +15,7 @@ from handwriting_gan.export import export_run
 from handwriting_gan.metrics.classifier import ClassifierSettings
 from tests_support import FAST, write_untrained_run
 
-TINY = ClassifierSettings(channels=(8, 16), feature_dim=32, batch_size=16)
+TINY = ClassifierSettings(channels=(8, 16), feature_dim=32, batch_size=16, min_steps=0)
 NUM_SYNTHETIC = 60
 # The real dataset: debug=fast's fake data (128 training images, 10 classes), as the exported run saw it.
 REAL = ["dataset@dataset.real=fake", "dataset.real.size=128"]

@@ -13,7 +13,7 @@ from handwriting_gan.metrics.report import RealReference
 @pytest.fixture(scope="session")
 def tiny() -> ClassifierSettings:
     """Trains in well under a second on the fake data and classifies its test split perfectly."""
-    return ClassifierSettings(channels=(8, 16), feature_dim=32, epochs=3, batch_size=16)
+    return ClassifierSettings(channels=(8, 16), feature_dim=32, epochs=3, batch_size=16, min_steps=0)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from handwriting_gan.metrics.classifier import ClassifierSettings
 
 # Small enough for a test (about 2 s for both arms), large enough that two training runs on different
 # real digits land within a couple of points of each other.
-SMALL = ClassifierSettings(channels=(8, 16), feature_dim=32, epochs=3, batch_size=32)
+SMALL = ClassifierSettings(channels=(8, 16), feature_dim=32, epochs=3, batch_size=32, min_steps=0)
 COUNT = 2000
 
 

@@ -1,5 +1,7 @@
 """The domain classifier: its settings, its augmentation, determinism, and MNIST accuracy."""
 
+import dataclasses
+import logging
 import time
 
 import pytest
@@ -24,6 +26,25 @@ def test_settings_from_config_keep_defaults_and_reject_unknown_or_bad_values():
         ClassifierSettings.from_mapping({"epoch": 5})
     with pytest.raises(ConfigError, match="classifier.lr=0"):
         ClassifierSettings.from_mapping({"lr": 0})
+    with pytest.raises(ConfigError, match="classifier.min_steps=-1 must be 0 or more"):
+        ClassifierSettings.from_mapping({"min_steps": -1})
+
+
+def test_a_small_dataset_trains_for_more_epochs_until_min_steps():
+    settings = ClassifierSettings(epochs=3, batch_size=128, min_steps=1000)
+    assert settings.epochs_for(60_000) == 3  # MNIST: 3 x 469 = 1,407 steps already
+    assert settings.epochs_for(312) == 334  # Omniglot Latin's training split: 3 steps an epoch
+    assert settings.epochs_for(128) == 1000 and settings.epochs_for(1) == 1000
+    assert ClassifierSettings(epochs=3, min_steps=0).epochs_for(312) == 3
+
+
+def test_training_runs_min_steps_and_logs_ten_lines_at_most(fake_data, tiny, caplog):
+    images, labels = fake_data(size=64).split(train=True)  # 4 batches of 16 an epoch
+    settings = dataclasses.replace(tiny, epochs=1, min_steps=200)
+    with caplog.at_level(logging.INFO, logger="handwriting_gan.metrics.classifier"):
+        fit_classifier(images, labels, 10, settings)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("classifier epoch")]
+    assert 1 <= len(lines) <= 11 and lines[-1].startswith("classifier epoch 50/50:")
 
 
 def test_features_are_the_penultimate_layer_and_tiny_images_need_fewer_stages():

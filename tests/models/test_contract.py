@@ -97,7 +97,7 @@ def test_a_toy_conditional_model_trains_samples_evaluates_and_exports(tmp_path):
     assert not torch.equal(generator(z, torch.tensor([0, 0])), generator(z, torch.tensor([0, 1])))
     assert (run / "figures" / "samples_epoch_002.png").is_file()
 
-    tiny = ClassifierSettings(channels=(8, 16), feature_dim=32, epochs=1, batch_size=16)
+    tiny = ClassifierSettings(channels=(8, 16), feature_dim=32, epochs=1, batch_size=16, min_steps=0)
     metrics = evaluate_run(run, num_samples=40, classifier=tiny, batch_size=16)
     assert metrics["conditional"] is True and 0.0 <= metrics["label_agreement"] <= 1.0
     summary = export_run(run, out=tmp_path / "export", num_samples=30, classifier=tiny)
