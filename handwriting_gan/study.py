@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -303,12 +304,12 @@ def _check_arm_classifier(value, classifier: ClassifierSettings) -> tuple[int, C
         raise ConfigError(f"arm_classifier={value} must be a mapping, e.g. {{steps: 1000, batch_size: 64}}.")
     changes = dict(changes)
     steps = check_count("arm_classifier.steps", changes.pop("steps", None), 1, " (e.g. 1000)")
-    known = {field.name for field in dataclasses.fields(ClassifierSettings)} - {"epochs", "seed"}
+    known = {field.name for field in dataclasses.fields(ClassifierSettings)} - {"epochs", "min_steps", "seed"}
     unknown = sorted(set(changes) - known)
     if unknown:
         raise ConfigError(
             f"arm_classifier has unknown keys {unknown}; it takes steps and any of {sorted(known)} "
-            f"(epochs follow from steps; the seed is the study's)."
+            f"(epochs and min_steps follow from steps; the seed is the study's)."
         )
     try:
         return steps, ClassifierSettings.from_mapping({**classifier.as_dict(), **changes})
@@ -562,14 +563,14 @@ def fit_arm(
     steps (whole epochs), whatever the training set's size; returns it and its number of epochs."""
     from handwriting_gan.metrics import classifier
 
-    per_epoch = math.ceil(len(images) / settings.batch_size)
-    settings = dataclasses.replace(settings, epochs=math.ceil(steps / per_epoch), min_steps=0, seed=seed)
-    # fit_classifier logs every epoch, and 100 real images make 500 epochs of 1000 steps: the study's
-    # progress line says what trains.
+    # The classifier's own min_steps rule gives the epochs: at least one, and as many as `steps` needs.
+    settings = dataclasses.replace(settings, epochs=1, min_steps=steps, seed=seed)
+    # fit_classifier logs up to ten epoch lines of its own: the study's progress line says what trains.
     level = classifier.log.level
     classifier.log.setLevel(logging.WARNING)
     try:
-        return classifier.fit_classifier(images, labels, num_classes, settings, device), settings.epochs
+        epochs = settings.epochs_for(len(images))
+        return classifier.fit_classifier(images, labels, num_classes, settings, device), epochs
     finally:
         classifier.log.setLevel(level)
 
@@ -605,7 +606,11 @@ def run_arms(plan: Study, per_class: int, seed: int, run: RunFolder, results: Re
     test_images, test_labels = reference_data(datamodule).split(train=False)
     synthetic = read_export(export_dir)
     confident = confidences(export_dir) >= plan.filter_confidence
+    filtered = synthetic.images[confident], synthetic.labels[confident]
+    kept = len(filtered[1])
     transform = instantiate_classical(plan)
+    # (b)'s copies, made once for (b) and (e) (the elastic transform is the slow part) and only if needed.
+    augmented = functools.cache(lambda: classical_copies(images, labels, transform, plan.expansion, seed))
     for arm, title in ARMS.items():
         if arm in stored["arms"]:
             progress.step(f"{label}: {title} already trained and tested")
@@ -613,18 +618,15 @@ def run_arms(plan: Study, per_class: int, seed: int, run: RunFolder, results: Re
         if arm == "real":
             extra_images, extra_labels = images[:0], labels[:0]
         elif arm == "classical":
-            extra_images, extra_labels = classical_copies(images, labels, transform, plan.expansion, seed)
+            extra_images, extra_labels = augmented()
         elif arm == "synthetic":
             extra_images, extra_labels = synthetic.images, synthetic.labels
         elif arm == "filtered":
-            extra_images, extra_labels = synthetic.images[confident], synthetic.labels[confident]
-        else:  # both: (b)'s copies (the same draws, seeded alike) and (d)'s synthetic images
-            copies, copy_labels = classical_copies(images, labels, transform, plan.expansion, seed)
-            extra_images = torch.cat([copies, synthetic.images[confident]])
-            extra_labels = torch.cat([copy_labels, synthetic.labels[confident]])
+            extra_images, extra_labels = filtered
+        else:  # both: (b)'s copies and (d)'s synthetic images
+            extra_images, extra_labels = (torch.cat(pair) for pair in zip(augmented(), filtered, strict=True))
         train_images = torch.cat([images, extra_images])
         train_labels = torch.cat([labels, extra_labels])
-        kept = int(confident.sum())
         kinds = {
             "classical": f"{len(extra_images)} augmented",
             "both": f"{len(extra_images) - kept} augmented + {kept} synthetic",

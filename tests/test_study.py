@@ -219,6 +219,7 @@ def test_a_study_with_other_settings_in_the_same_folder_is_refused(finished):
         (["filter_confidence=1.5"], r"filter_confidence=1.5 must be a probability in \[0, 1\)"),
         (["expansion=0"], "expansion=0"),
         (["arm_classifier.steps=0"], "arm_classifier.steps=0"),
+        (["+arm_classifier.min_steps=5"], r"unknown keys \['min_steps'\].*min_steps follow from steps"),
         (['train_overrides=["seed=3"]'], "the study sets seed"),
         (['train_overrides=["model=mlp3"]'], "study's own model=<name>"),
         (['train_overrides=["trainer.max_epochs=5"]'], "gan_steps=null"),
