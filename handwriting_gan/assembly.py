@@ -8,6 +8,7 @@ the GAN runs it will start); tests and benchmarks build a run without the comman
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -16,6 +17,8 @@ from handwriting_gan.errors import ConfigError, DataError
 
 #: `num_classes: auto` in a model config: the dataset's number of classes, known once it is loaded.
 AUTO = "auto"
+
+log = logging.getLogger(__name__)
 
 
 def construct(cfg: DictConfig, run_dir: str | Path) -> None:
@@ -50,6 +53,36 @@ def check_accelerator(cfg: DictConfig) -> None:
         )
 
 
+def cpu_has_bf16() -> bool | None:
+    """Whether this x86 CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), as torch's own CPU
+    detection says; None where torch cannot tell (other architectures, other torch versions)."""
+    import torch
+
+    checks = [
+        getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    ]
+    if not torch.backends.cpu.get_cpu_capability().startswith("AVX") or None in checks:
+        return None
+    return any(check() for check in checks)
+
+
+def warn_emulated_bf16(cfg: DictConfig) -> None:
+    """bf16 precision on a CPU without bfloat16 instructions runs, emulated, several times slower than
+    32-true: say so before the run is under way."""
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    if (
+        precision.startswith("bf16")
+        and str(cfg.trainer.get("accelerator", "cpu")) == "cpu"
+        and cpu_has_bf16() is False
+    ):
+        log.warning(
+            "trainer.precision=%s on a CPU without bfloat16 instructions (no AVX-512 BF16 or AMX): torch "
+            "emulates them, and the study's MLP step ran 12x slower than with 32-true on such a CPU "
+            "(README, Throughput). Use trainer.precision=32-true here.",
+            precision,
+        )
+
+
 def build(cfg: DictConfig, resume_step: int | None = None):
     """(trainer, game, datamodule) of `cfg`, with the data loaded.
 
@@ -60,6 +93,7 @@ def build(cfg: DictConfig, resume_step: int | None = None):
 
     from handwriting_gan.config import instantiate
 
+    warn_emulated_bf16(cfg)
     datamodule = instantiate(cfg.dataset)
     datamodule.setup("fit")  # data mistakes (missing files, per_class too large) surface before any file
     game = build_game(cfg, datamodule.num_classes)

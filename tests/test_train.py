@@ -1,5 +1,6 @@
 """The training command as a user runs it: run folders, multirun, resume, experiments and errors."""
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,44 @@ def test_trainer_arguments_are_overridable(compose):
     cfg = compose(["++trainer.limit_train_batches=7", "trainer=gpu", "trainer.precision=bf16-mixed"])
     assert cfg.trainer.limit_train_batches == 7
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
+
+
+@pytest.mark.parametrize(
+    ("precision", "native", "warns"),
+    [
+        ("bf16-mixed", False, True),
+        ("bf16-mixed", True, False),
+        ("bf16-mixed", None, False),
+        ("32-true", False, False),
+    ],
+)
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(
+    compose, monkeypatch, caplog, precision, native, warns
+):
+    from handwriting_gan import assembly
+
+    monkeypatch.setattr(assembly, "cpu_has_bf16", lambda: native)
+    with caplog.at_level(logging.WARNING, logger=assembly.__name__):
+        assembly.build(compose([*FAST, f"trainer.precision={precision}"]))
+    assert ("without bfloat16 instructions" in caplog.text) is warns
+
+
+@pytest.mark.parametrize(
+    ("capability", "avx512_bf16", "amx", "expected"),
+    [
+        ("AVX2", False, False, False),
+        ("AVX512", True, False, True),
+        ("AVX512", False, True, True),
+        ("SVE256", False, False, None),
+    ],
+)
+def test_cpu_bf16_support_comes_from_torch(monkeypatch, capability, avx512_bf16, amx, expected):
+    from handwriting_gan import assembly
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert assembly.cpu_has_bf16() is expected
 
 
 def test_run_folder_layout_matches_the_readme(cli, tmp_path):
