@@ -833,7 +833,7 @@ def plot(plan: Study, rows: list[dict]):
     """Test accuracy against real images per class, one line per arm, with std error bars."""
     from matplotlib.figure import Figure  # no pyplot: nothing global, no display needed
 
-    figure = Figure(figsize=(6, 4), dpi=100, layout="tight")
+    figure = Figure(figsize=(9, 4), dpi=100, layout="tight")
     axes = figure.subplots()
     sizes = [row["per_class"] for row in rows]
     for arm, title in ARMS.items():
@@ -857,7 +857,8 @@ def plot(plan: Study, rows: list[dict]):
     seeds = f"{plan.seeds} seed{'s' if plan.seeds > 1 else ''}"
     axes.set_title(f"{plan.dataset}, {plan.model}: mean ± std over {seeds}")
     axes.grid(alpha=0.3)
-    axes.legend()
+    # Beside the axes, not on them: inside, it hid points (e.g. a low (c)) wherever it was placed.
+    axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small")
     return figure
 
 

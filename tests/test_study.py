@@ -81,6 +81,13 @@ def test_the_study_writes_the_table_as_markdown_json_csv_and_a_plot(finished):
         assert 0.0 <= row["label_agreement_mean"] <= 1.0  # cgan_mlp is class-conditional
     with Image.open(folder / "accuracy.png") as plot:
         assert plot.format == "PNG" and plot.size[0] > 300
+    # The legend names every arm and covers none of the points.
+    figure = handwriting_gan.study.plot(check_study(study_config(toy(root))), rows)
+    figure.draw_without_rendering()
+    axes = figure.axes[0]
+    legend = axes.get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == list(ARMS.values())
+    assert not legend.get_window_extent().overlaps(axes.get_window_extent())
 
     # One line per step, counted, saying what it does.
     lines = [line for line in progress.splitlines() if line.startswith("[")]
