@@ -736,6 +736,25 @@ def confidences(export_dir: Path) -> torch.Tensor:
         ) from None
 
 
+def study_classifier(run_dir: str | Path) -> ClassifierSettings | None:
+    """The domain classifier settings of the study that made the GAN run `run_dir` (its
+    <out>/runs/<key> folder beside <out>/results.json), so that exports and measurements of the run
+    use the classifier the study cached rather than train another; None for a run outside a study."""
+    from handwriting_gan.metrics.classifier import ClassifierSettings
+
+    run = Path(run_dir)
+    path = run.parent.parent / "results.json"
+    if run.parent.name != "runs" or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
+        return None
+    return ClassifierSettings.from_mapping(data.get("settings", {}).get("classifier"))
+
+
 # -- the table --------------------------------------------------------------------------------------
 def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation; std is None for a single value, both None for none."""

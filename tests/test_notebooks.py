@@ -106,3 +106,5 @@ def test_expand_a_dataset_shows_exports_and_reads_the_study(toy_study, monkeypat
     assert "30 images (1, 28, 28) torch.uint8, 3 to 3 per class" in printed
     assert json.loads((run / "export_npz" / "export.json").read_text())["per_class"] == 3
     assert "pc4_seed0: real " in printed and " filtered " in printed
+    # The export labeled with the study's cached classifier instead of training the default one.
+    assert len(list((toy_study / "cache" / "classifiers").glob("*.pt"))) == 1

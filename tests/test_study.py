@@ -15,6 +15,7 @@ from PIL import Image
 
 import handwriting_gan.study
 from handwriting_gan.errors import ConfigError
+from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS
 from handwriting_gan.study import (
     ARMS,
     Results,
@@ -25,6 +26,7 @@ from handwriting_gan.study import (
     markdown_table,
     run_command,
     study,
+    study_classifier,
     study_config,
     summarize,
 )
@@ -295,3 +297,14 @@ def test_the_table_gives_mean_and_std_over_seeds_in_percent(tmp_path):
         "| 10 | 2 | 85.0 ± 7.1 | 85.0 ± 7.1 | 85.0 ± 7.1 | 85.0 ± 7.1 (kept 25%) | 85.0 ± 7.1 |"
     )
     assert line.endswith("| 5.0 ± 1.4 | 0.550 ± 0.071 |")
+
+
+def test_a_study_run_names_the_studys_classifier_and_other_folders_none(finished, tmp_path):
+    root, _, _ = finished
+    plan = check_study(study_config(toy(root)))
+    run = plan.run_folder(4, 0).path
+    assert study_classifier(run) == plan.classifier  # the toy's tiny classifier, not the default one
+    assert study_classifier(run).channels != DEFAULT_SETTINGS.channels
+    assert study_classifier(tmp_path / "runs" / "pc4_seed0") is None  # no results.json beside it
+    (tmp_path / "results.json").write_text("not json")
+    assert study_classifier(tmp_path / "runs" / "x") is None
