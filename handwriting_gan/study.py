@@ -75,6 +75,8 @@ QUALITY_METRICS = ("fd", "label_agreement")
 #: Fewer draws leave FD's covariances meaningless (the evaluate command's own minimum).
 MIN_QUALITY_SAMPLES = 10
 RESULTS_FILE = "results.json"
+#: The folder under the study's `out` that holds its GAN runs, one <RUNS_FOLDER>/<run_key> each.
+RUNS_FOLDER = "runs"
 RESULTS_FORMAT = "handwriting_gan.study"
 RESULTS_VERSION = 1
 #: Keys of a GAN run's config the study sets for every run; train_overrides may not set them.
@@ -159,7 +161,7 @@ class Study:
         return [(size, seed) for size in self.per_class for seed in range(self.seeds)]
 
     def run_folder(self, per_class: int, seed: int) -> RunFolder:
-        return RunFolder(self.out / "runs" / run_key(per_class, seed))
+        return RunFolder(self.out / RUNS_FOLDER / run_key(per_class, seed))
 
 
 def run_key(per_class: int, seed: int) -> str:
@@ -435,7 +437,7 @@ def check_runs(plan: Study) -> None:
     from handwriting_gan.assembly import construct
     from handwriting_gan.config import instantiate
 
-    run_dir = plan.out / "runs" / "unclaimed"
+    run_dir = plan.out / RUNS_FOLDER / "unclaimed"
     cfg, _ = run_config(plan, max(plan.per_class), 0, run_dir, checked=True)
     construct(cfg, run_dir)
     instantiate(cfg.dataset).split(train=True)  # raises ConfigError when a class has fewer than per_class
@@ -743,8 +745,8 @@ def study_classifier(run_dir: str | Path) -> ClassifierSettings | None:
     from handwriting_gan.metrics.classifier import ClassifierSettings
 
     run = Path(run_dir)
-    path = run.parent.parent / "results.json"
-    if run.parent.name != "runs" or not path.is_file():
+    path = run.parent.parent / RESULTS_FILE
+    if run.parent.name != RUNS_FOLDER or not path.is_file():
         return None
     try:
         data = json.loads(path.read_text())
