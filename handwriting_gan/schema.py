@@ -33,6 +33,7 @@ class TrainSchema:
     d_steps: int = 1
     optim: OptimSchema = field(default_factory=OptimSchema)
     resume: str | None = None
+    init_from: str | None = None
     threads: Any = "auto"
     optimized_metric: str | None = None
     dataset: Any = MISSING

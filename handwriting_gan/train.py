@@ -25,6 +25,7 @@ from handwriting_gan.errors import ConfigError, UserError, exit_with
 from handwriting_gan.runs import RunFolder, claim
 from handwriting_gan.schema import validate
 from handwriting_gan.shell import command, compose_checked, quiet_dependencies, say, set_threads
+from handwriting_gan.warm_start import source_checkpoint, warm_start
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ def prepare(argv: list[str]) -> list[str]:
             f"paths.output_dir={output_dir} is a file, not a folder; choose another paths.output_dir."
         )
     construct(cfg, run_dir=explicit or output_dir / "unclaimed")
+    if cfg.init_from and not cfg.resume:
+        source_checkpoint(cfg.init_from)
     if cfg.resume:
         read_resume_checkpoint(cfg)
     if explicit is not None:
@@ -101,6 +104,8 @@ def train(cfg: DictConfig) -> float | None:
         run.require_new()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     trainer, game, datamodule = build(cfg, resume_step)
+    if cfg.init_from and checkpoint is None:
+        say(warm_start(game, cfg.init_from).summary())
     trainer.fit(game, datamodule=datamodule, ckpt_path=checkpoint)
 
     if trainer.is_global_zero:

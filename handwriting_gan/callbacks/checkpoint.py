@@ -94,22 +94,7 @@ def read_checkpoint(path: str | Path, module: L.LightningModule) -> dict:
     unreadable or truncated, written by another version of the checkpoint format, or for another model
     (parameter names or shapes that differ from what the config builds)."""
     path = Path(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); it is "
-            f"truncated or not a checkpoint. A run keeps only complete checkpoints, so this file was "
-            f"changed outside handwriting_gan: restore it or start a new run."
-        ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path} is not a Lightning checkpoint (it has no state_dict).")
-    written = checkpoint.get("handwriting_gan", {}).get("checkpoint_format")
-    if written != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} has checkpoint format {written}, and this handwriting_gan ({__version__}) reads "
-            f"format {CHECKPOINT_FORMAT}; resume it with the version that wrote it."
-        )
+    checkpoint = load_checkpoint(path)
     expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in checkpoint["state_dict"].items()}
     if expected != found:
@@ -128,5 +113,28 @@ def read_checkpoint(path: str | Path, module: L.LightningModule) -> dict:
         raise CheckpointError(
             f"{path} was written for another model than this config builds ({details}). Resume with "
             f"the run's own model settings (drop model overrides from the resume command)."
+        )
+    return checkpoint
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint written by LastCheckpoint (on the CPU), or CheckpointError when it is unreadable,
+    truncated or of another checkpoint format."""
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); it is "
+            f"truncated or not a checkpoint. A run keeps only complete checkpoints, so this file was "
+            f"changed outside handwriting_gan: restore it or start a new run."
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (it has no state_dict).")
+    written = checkpoint.get("handwriting_gan", {}).get("checkpoint_format")
+    if written != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} has checkpoint format {written}, and this handwriting_gan ({__version__}) reads "
+            f"format {CHECKPOINT_FORMAT}; resume it with the version that wrote it."
         )
     return checkpoint
