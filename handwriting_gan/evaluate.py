@@ -28,6 +28,7 @@ from handwriting_gan.metrics.report import GROUPS, RealReference, check_groups, 
 from handwriting_gan.metrics.sampling import conditional_classes, draw_samples
 from handwriting_gan.runs import RunFolder
 from handwriting_gan.shell import check_count, choose_device, command, set_threads
+from handwriting_gan.study import classifier_for_run
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,9 @@ def evaluate(cfg: DictConfig) -> dict:
     options = dict(
         num_samples=check_count("num_samples", cfg.num_samples, MIN_SAMPLES, SAMPLES_ADVICE),
         seed=int(cfg.seed),
-        classifier=ClassifierSettings.from_mapping(OmegaConf.to_container(cfg.classifier)),
+        classifier=classifier_for_run(
+            str(cfg.run_dir), ClassifierSettings.from_mapping(OmegaConf.to_container(cfg.classifier))
+        ),
         groups=check_groups(cfg.metrics),
         device=choose_device(cfg.device),
         batch_size=check_count("batch_size", cfg.batch_size, 1),

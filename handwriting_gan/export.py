@@ -35,6 +35,7 @@ from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS, ClassifierSetti
 from handwriting_gan.metrics.sampling import conditional_classes, draw_samples
 from handwriting_gan.runs import RunFolder
 from handwriting_gan.shell import check_count, choose_device, command
+from handwriting_gan.study import classifier_for_run
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +336,9 @@ def export(cfg: DictConfig) -> dict:
         seed=check_count("seed", cfg.seed, 0),
         min_confidence=_check_confidence(cfg.min_confidence),
         overwrite=cfg.overwrite,
-        classifier=ClassifierSettings.from_mapping(OmegaConf.to_container(cfg.classifier)),
+        classifier=classifier_for_run(
+            str(cfg.run_dir), ClassifierSettings.from_mapping(OmegaConf.to_container(cfg.classifier))
+        ),
         device=choose_device(cfg.device),
         batch_size=check_count("batch_size", cfg.batch_size, 1),
         cache_dir=cfg.cache_dir,

@@ -757,6 +757,23 @@ def study_classifier(run_dir: str | Path) -> ClassifierSettings | None:
     return ClassifierSettings.from_mapping(data.get("settings", {}).get("classifier"))
 
 
+def classifier_for_run(run_dir: str | Path, configured: ClassifierSettings) -> ClassifierSettings:
+    """The domain classifier `evaluate` and `export` use for the run `run_dir`: `configured` (the
+    command's classifier group), except that a run made by a study whose classifier is not the default
+    gets the study's when `configured` is the default, so its cached copy is used instead of a new one
+    being trained. Says so on the console when it does."""
+    from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS
+
+    own = study_classifier(run_dir) if configured == DEFAULT_SETTINGS else None
+    if own is None or own == configured:
+        return configured
+    say(
+        f"classifier: the settings of the study that made {run_dir} (its cached copy); pass classifier.* "
+        f"to use another"
+    )
+    return own
+
+
 # -- the table --------------------------------------------------------------------------------------
 def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation; std is None for a single value, both None for none."""

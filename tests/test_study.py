@@ -3,6 +3,7 @@ its classical augmentation and its errors."""
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -22,6 +23,7 @@ from handwriting_gan.study import (
     StudyStepError,
     check_study,
     classical_copies,
+    classifier_for_run,
     instantiate_classical,
     markdown_table,
     run_command,
@@ -308,3 +310,38 @@ def test_a_study_run_names_the_studys_classifier_and_other_folders_none(finished
     assert study_classifier(tmp_path / "runs" / "pc4_seed0") is None  # no results.json beside it
     (tmp_path / "results.json").write_text("not json")
     assert study_classifier(tmp_path / "runs" / "x") is None
+
+
+def test_export_and_evaluate_of_a_study_run_use_the_studys_cached_classifier(finished, tmp_path):
+    root, _, _ = finished
+    plan = check_study(study_config(toy(root)))
+    run = plan.run_folder(4, 0).path
+    cached = sorted((root / "cache" / "classifiers").glob("*.pt"))
+    assert len(cached) == 1  # the study's tiny classifier
+    # No classifier.* given: the default group, which the study did not use.
+    exported = run_cli(
+        [f"run_dir={run}", "num_samples=20", "format=npz", f"out={tmp_path / 'export'}", "device=cpu"],
+        cwd=tmp_path,
+        module="handwriting_gan.export",
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert "classifier: the settings of the study that made" in exported.stderr
+    summary = json.loads(exported.stdout.strip().splitlines()[-1])
+    assert Path(summary["classifier_file"]) == cached[0].resolve()
+    measured = run_cli(
+        [f"run_dir={run}", "num_samples=40", "metrics=[fd]", "device=cpu", "threads=1"],
+        cwd=tmp_path,
+        module="handwriting_gan.evaluate",
+    )
+    assert measured.returncode == 0, measured.stderr
+    values = json.loads(measured.stdout.strip().splitlines()[-1])
+    assert Path(values["classifier_file"]) == cached[0].resolve()
+    assert sorted((root / "cache" / "classifiers").glob("*.pt")) == cached  # none trained
+
+
+def test_a_classifier_asked_for_wins_over_the_studys(finished, tmp_path):
+    root, _, _ = finished
+    run = check_study(study_config(toy(root))).run_folder(4, 0).path
+    asked = dataclasses.replace(DEFAULT_SETTINGS, feature_dim=64)
+    assert classifier_for_run(run, asked) == asked
+    assert classifier_for_run(tmp_path, DEFAULT_SETTINGS) == DEFAULT_SETTINGS  # not a study's run
