@@ -31,11 +31,15 @@ from handwriting_gan.data.exports import (
 )
 from handwriting_gan.errors import CheckpointError, ConfigError
 from handwriting_gan.metrics.cache import load_or_train
-from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS, ClassifierSettings, DomainClassifier
+from handwriting_gan.metrics.classifier import (
+    DEFAULT_SETTINGS,
+    ClassifierSettings,
+    DomainClassifier,
+    classifier_for_run,
+)
 from handwriting_gan.metrics.sampling import conditional_classes, draw_samples
 from handwriting_gan.runs import RunFolder
 from handwriting_gan.shell import check_count, choose_device, command
-from handwriting_gan.study import classifier_for_run
 
 log = logging.getLogger(__name__)
 

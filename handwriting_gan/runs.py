@@ -14,6 +14,7 @@ Training, resume, evaluate, export and the notebooks use this module and nothing
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,11 @@ if TYPE_CHECKING:  # torch and Lightning load only where a run's contents are re
 
 #: What Hydra writes into a run folder before the run itself starts.
 HYDRA_RECORD = frozenset({".hydra", "train.log"})
+#: A study's layout (handwriting_gan.study): its GAN runs are <out>/<STUDY_RUNS_FOLDER>/<key>, beside
+#: <out>/<STUDY_RESULTS_FILE>, whose "format" is STUDY_RESULTS_FORMAT and "settings" the study's.
+STUDY_RUNS_FOLDER = "runs"
+STUDY_RESULTS_FILE = "results.json"
+STUDY_RESULTS_FORMAT = "handwriting_gan.study"
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,21 @@ class RunFolder:
             )
 
     # -- reading back -------------------------------------------------------------------------
+    def study_settings(self) -> dict | None:
+        """The settings of the study that made this run (from its results.json), or None for a run
+        outside a study (or beside an unreadable results file)."""
+        path = self.path.parent.parent / STUDY_RESULTS_FILE
+        if self.path.parent.name != STUDY_RUNS_FOLDER or not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("format") != STUDY_RESULTS_FORMAT:
+            return None
+        settings = data.get("settings")
+        return settings if isinstance(settings, dict) else None
+
     def overrides(self) -> list[str]:
         """The command-line overrides the run was started with (minus any resume=)."""
         return [str(o) for o in OmegaConf.load(self.overrides_file) if not str(o).startswith("resume=")]

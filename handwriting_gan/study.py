@@ -49,7 +49,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from handwriting_gan.errors import ConfigError, DataError, UserError
 from handwriting_gan.files import atomic_path
-from handwriting_gan.runs import RunFolder
+from handwriting_gan.runs import STUDY_RESULTS_FILE, STUDY_RESULTS_FORMAT, STUDY_RUNS_FOLDER, RunFolder
 from handwriting_gan.shell import check_count, choose_device, command, say, set_threads
 
 if TYPE_CHECKING:  # torch and Lightning load once the checks of the command line have passed
@@ -74,10 +74,11 @@ STEPS_PER_RUN = 3 + len(ARMS)
 QUALITY_METRICS = ("fd", "label_agreement")
 #: Fewer draws leave FD's covariances meaningless (the evaluate command's own minimum).
 MIN_QUALITY_SAMPLES = 10
-RESULTS_FILE = "results.json"
-#: The folder under the study's `out` that holds its GAN runs, one <RUNS_FOLDER>/<run_key> each.
-RUNS_FOLDER = "runs"
-RESULTS_FORMAT = "handwriting_gan.study"
+#: results.json, and the folder under `out` of the GAN runs, one <RUNS_FOLDER>/<run_key> each: the run
+#: folder's module owns the layout, so that evaluate and export find a study run's settings.
+RESULTS_FILE = STUDY_RESULTS_FILE
+RUNS_FOLDER = STUDY_RUNS_FOLDER
+RESULTS_FORMAT = STUDY_RESULTS_FORMAT
 RESULTS_VERSION = 1
 #: Keys of a GAN run's config the study sets for every run; train_overrides may not set them.
 STUDY_KEYS = ("dataset.per_class", "seed", "resume", "paths.run_dir")
@@ -736,42 +737,6 @@ def confidences(export_dir: Path) -> torch.Tensor:
             f"{path} holds no confidences ({error}); remove {export_dir} and run the study again to "
             f"export it anew."
         ) from None
-
-
-def study_classifier(run_dir: str | Path) -> ClassifierSettings | None:
-    """The domain classifier settings of the study that made the GAN run `run_dir` (its
-    <out>/runs/<key> folder beside <out>/results.json), so that exports and measurements of the run
-    use the classifier the study cached rather than train another; None for a run outside a study."""
-    from handwriting_gan.metrics.classifier import ClassifierSettings
-
-    run = Path(run_dir)
-    path = run.parent.parent / RESULTS_FILE
-    if run.parent.name != RUNS_FOLDER or not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
-        return None
-    return ClassifierSettings.from_mapping(data.get("settings", {}).get("classifier"))
-
-
-def classifier_for_run(run_dir: str | Path, configured: ClassifierSettings) -> ClassifierSettings:
-    """The domain classifier `evaluate` and `export` use for the run `run_dir`: `configured` (the
-    command's classifier group), except that a run made by a study whose classifier is not the default
-    gets the study's when `configured` is the default, so its cached copy is used instead of a new one
-    being trained. Says so on the console when it does."""
-    from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS
-
-    own = study_classifier(run_dir) if configured == DEFAULT_SETTINGS else None
-    if own is None or own == configured:
-        return configured
-    say(
-        f"classifier: the settings of the study that made {run_dir} (its cached copy); pass classifier.* "
-        f"to use another"
-    )
-    return own
 
 
 # -- the table --------------------------------------------------------------------------------------

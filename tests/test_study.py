@@ -16,19 +16,17 @@ from PIL import Image
 
 import handwriting_gan.study
 from handwriting_gan.errors import ConfigError
-from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS
+from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS, classifier_for_run, study_classifier
 from handwriting_gan.study import (
     ARMS,
     Results,
     StudyStepError,
     check_study,
     classical_copies,
-    classifier_for_run,
     instantiate_classical,
     markdown_table,
     run_command,
     study,
-    study_classifier,
     study_config,
     summarize,
 )

@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ from torch import nn
 
 from handwriting_gan.data.base import to_signed_unit
 from handwriting_gan.errors import ConfigError
+from handwriting_gan.runs import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,31 @@ class ClassifierSettings:
 
 #: The recipe used unless a config says otherwise (immutable, so safe as a default argument).
 DEFAULT_SETTINGS = ClassifierSettings()
+
+
+def study_classifier(run_dir: str | Path) -> ClassifierSettings | None:
+    """The domain classifier settings of the study that made the GAN run `run_dir` (a study's
+    <out>/runs/<key>, beside its results.json); None for a run outside a study."""
+    settings = RunFolder(run_dir).study_settings()
+    if settings is None or not isinstance(settings.get("classifier"), Mapping):
+        return None
+    return ClassifierSettings.from_mapping(settings["classifier"])
+
+
+def classifier_for_run(run_dir: str | Path, configured: ClassifierSettings) -> ClassifierSettings:
+    """The domain classifier `evaluate` and `export` use for the run `run_dir`: `configured` (the
+    command's classifier group), except that a run made by a study whose classifier is not the default
+    gets the study's when `configured` is the default, so that the study's cached copy is used instead
+    of a new one being trained. Logs it when it does."""
+    own = study_classifier(run_dir) if configured == DEFAULT_SETTINGS else None
+    if own is None or own == configured:
+        return configured
+    log.info(
+        "classifier: the settings of the study that made %s (its cached copy); pass classifier.* to use "
+        "another",
+        run_dir,
+    )
+    return own
 
 
 class DomainClassifier(nn.Module):
