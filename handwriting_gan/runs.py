@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from handwriting_gan.errors import CheckpointError
+from handwriting_gan.errors import CheckpointError, UserError
 
 if TYPE_CHECKING:  # torch and Lightning load only where a run's contents are read
     import lightning as L
@@ -125,17 +125,20 @@ class RunFolder:
                 f"another hydra.run.dir."
             )
 
-    def require_finished(self) -> None:
-        """Raise unless this is a run folder whose training ended (for evaluate and export)."""
+    def require_run(self, key: str, error: type[UserError] = CheckpointError) -> None:
+        """Raise `error` unless this folder exists and was made by the training command; `key` is the
+        option that named it (run_dir, init_from)."""
         if not self.path.is_dir():
-            raise CheckpointError(
-                f"run_dir={self.path} does not exist; pass a run folder such as outputs/<name>/<time>."
-            )
+            raise error(f"{key}={self.path} does not exist; pass a run folder such as outputs/<name>/<time>.")
         if not self.is_run():
-            raise CheckpointError(
-                f"run_dir={self.path} is not a run folder: it has no .hydra/config.yaml. Pass a folder "
+            raise error(
+                f"{key}={self.path} is not a run folder: it has no .hydra/config.yaml. Pass a folder "
                 f"made by `python -m handwriting_gan`, e.g. outputs/default/<timestamp>."
             )
+
+    def require_finished(self) -> None:
+        """Raise unless this is a run folder whose training ended (for evaluate and export)."""
+        self.require_run("run_dir")
         if not self.generator_file.is_file():
             raise CheckpointError(
                 f"run_dir={self.path} has no generator.pt: the run has not finished (it is written when "

@@ -50,16 +50,7 @@ class WarmStart:
 def source_checkpoint(init_from: str | Path) -> Path:
     """The checkpoint `init_from` names (a run folder), or a ConfigError saying what to pass instead."""
     run = RunFolder(init_from)
-    if not run.path.is_dir():
-        raise ConfigError(
-            f"init_from={init_from} does not exist; pass the folder of an earlier run, such as "
-            f"outputs/<name>/<timestamp>."
-        )
-    if not run.is_run():
-        raise ConfigError(
-            f"init_from={init_from} is not a run folder: it has no .hydra/config.yaml. Pass a folder "
-            f"made by `python -m handwriting_gan`."
-        )
+    run.require_run("init_from", ConfigError)
     if not run.checkpoint.is_file():
         raise ConfigError(
             f"init_from={init_from} has no checkpoints/last.ckpt (the run ended before its first "
