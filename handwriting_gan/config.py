@@ -4,6 +4,7 @@ directory), and composing them outside the command line (tests, notebooks, the c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 from hydra import compose, initialize_config_module
@@ -11,9 +12,33 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 import handwriting_gan.schema  # noqa: F401  (registers the typed schema train.yaml builds on)
+from handwriting_gan.errors import ConfigError
 
 CONFIG_MODULE = "handwriting_gan.conf"
 CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
+#: How the files a group's options extend begin (model/_game.yaml, dataset/_common.yaml): no option.
+SHARED_PREFIX = "_"
+
+
+def group_options(group: str) -> list[str]:
+    """The options of config group `group` (e.g. `model`) in the packaged configs: its YAML files, less
+    the shared ones its options extend."""
+    folder = resources.files(CONFIG_MODULE).joinpath(*group.split("/"))
+    if not folder.is_dir():
+        return []
+    names = (p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(name for name in names if not name.startswith(SHARED_PREFIX))
+
+
+def check_choice(group: str, choice: str) -> None:
+    """ConfigError when `group=choice` chooses a file that the group's options share instead of an option."""
+    if not choice.startswith(SHARED_PREFIX):
+        return
+    if resources.files(CONFIG_MODULE).joinpath(*group.split("/"), f"{choice}.yaml").is_file():
+        raise ConfigError(
+            f"{group}={choice} is not allowed: conf/{group}/{choice}.yaml holds what every {group} option "
+            f"extends; choose one of {', '.join(group_options(group))}."
+        )
 
 
 def compose_config(

@@ -63,8 +63,8 @@ def test_captured_steps_train_like_eager_steps(tmp_path, model):
         runs[graph] = trainer, game
     (eager_trainer, eager), (graph_trainer, graph) = runs[False], runs[True]
     batches = 3 * (1024 // 64)
-    assert graph.graph_replays == batches - 3, "every batch after the 3 warm-up ones is a replay"
-    assert eager.graph_replays == 0
+    assert graph.cuda_graph.replays == batches - 3, "every batch after the 3 warm-up ones is a replay"
+    assert eager.cuda_graph is None
     assert graph_trainer.global_step == eager_trainer.global_step == 3 * 3 * (1024 // 64)
     for name, value in graph.generator.state_dict().items():
         assert torch.isfinite(value.float()).all(), name
@@ -79,16 +79,18 @@ class ZeroLearningRates(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if batch_idx == 6:
-            assert pl_module._graph is not None, "no graph was recorded after the warm-up batches"
+            assert pl_module.cuda_graph.recording is not None, (
+                "no graph was recorded after the warm-up batches"
+            )
             for optimizer in trainer.optimizers:
                 for group in optimizer.param_groups:
                     assert isinstance(group["lr"], torch.Tensor) and group["lr"].is_cuda
                     group["lr"].fill_(0.0)
             self.before = {k: v.clone() for k, v in pl_module.state_dict().items() if "weight" in k}
-            self.graph = pl_module._graph
+            self.graph = pl_module.cuda_graph.recording
         if batch_idx + 1 == trainer.num_training_batches:
             self.after = {k: v.clone() for k, v in pl_module.state_dict().items() if "weight" in k}
-            self.same_graph = pl_module._graph is self.graph
+            self.same_graph = pl_module.cuda_graph.recording is self.graph
 
 
 def test_learning_rate_changes_reach_a_recorded_graph(tmp_path):
@@ -102,14 +104,14 @@ def test_learning_rate_changes_reach_a_recorded_graph(tmp_path):
     assert probe.same_graph
     for name, value in probe.before.items():
         assert torch.equal(probe.after[name], value), f"{name} moved at learning rate 0"
-    assert game._graph is None  # dropped at the end of fit: the teardown moved the weights
+    assert game.cuda_graph.recording is None  # dropped at the end of fit: the teardown moved the weights
 
 
 def test_bf16_captured_run_trains(tmp_path):
     trainer, game, _ = fit(
         ["model.cuda_graph=true", "trainer.max_epochs=2", "trainer.precision=bf16-mixed"], tmp_path
     )
-    assert game.graph_replays == 2 * (1024 // 64) - 3
+    assert game.cuda_graph.replays == 2 * (1024 // 64) - 3
     assert torch.isfinite(torch.tensor(float(trainer.callback_metrics["train/d_loss_epoch"])))
 
 
@@ -121,4 +123,4 @@ def test_captured_run_resumes_from_its_checkpoint(tmp_path):
     trainer2, game2, datamodule2 = build(cfg)
     trainer2.fit(game2, datamodule=datamodule2, ckpt_path=str(checkpoint))
     assert trainer2.global_step == 3 * 2 * (1024 // 64)
-    assert game2.graph_replays == 1024 // 64 - 3  # the resumed epoch records its own graph
+    assert game2.cuda_graph.replays == 1024 // 64 - 3  # the resumed epoch records its own graph

@@ -6,20 +6,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from weakref import proxy
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint
 
 from handwriting_gan import __version__
 from handwriting_gan.errors import CheckpointError, ConfigError
 
 
-class LastCheckpoint(ModelCheckpoint):
+class LastCheckpoint(Checkpoint):
     """Writes the full training state to `last.ckpt` every `every_n_epochs` epochs (and every
     `every_n_batches` batches when set), through a temporary file renamed into place, so a crash
-    or kill while writing leaves the previous complete checkpoint."""
+    or kill while writing leaves the previous complete checkpoint.
+
+    A Lightning `Checkpoint`, the class the trainer knows checkpoint callbacks by (so it adds no
+    ModelCheckpoint of its own), on public hooks only: with one file and no monitored metric none of
+    ModelCheckpoint's top-k bookkeeping applies, and replacing its write would take its private methods."""
 
     def __init__(
         self, dirpath: str, every_n_epochs: int = 1, every_n_batches: int | None = None, d_steps: int = 1
@@ -33,57 +36,43 @@ class LastCheckpoint(ModelCheckpoint):
             raise ConfigError(
                 f"callbacks.checkpoint.every_n_batches={every_n_batches} must be a positive integer or null."
             )
+        self.path = Path(dirpath) / "last.ckpt"
+        self.every_n_epochs = int(every_n_epochs)
         # Lightning counts optimizer steps: each batch makes d_steps discriminator and one generator step.
-        every_n_train_steps = every_n_batches * (d_steps + 1) if every_n_batches else None
-        super().__init__(
-            dirpath=dirpath,
-            filename="last",
-            monitor=None,
-            save_top_k=1,
-            save_last=False,
-            # Lightning takes one trigger; the epoch trigger is kept below when steps are set too.
-            every_n_epochs=0 if every_n_train_steps else every_n_epochs,
-            every_n_train_steps=every_n_train_steps,
-            enable_version_counter=False,
-        )
-        self.epoch_interval = every_n_epochs
+        self.every_n_steps = int(every_n_batches) * (d_steps + 1) if every_n_batches else None
+        self.saved_at_step = 0  # no step taken: nothing to save
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx):
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self._save_once(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        steps_too = self._every_n_train_steps > 0
-        due = self.epoch_interval > 0 and (trainer.current_epoch + 1) % self.epoch_interval == 0
-        if steps_too and due and not self._should_skip_saving_checkpoint(trainer):
-            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._save_once(trainer)
 
-    @property
-    def path(self) -> Path:
-        return Path(self.dirpath) / f"{self.filename}{self.FILE_EXTENSION}"
+    def _save_once(self, trainer: L.Trainer) -> None:
+        # Once per step: an epoch's last batch can be due for both triggers. A fast_dev_run writes none,
+        # as with Lightning's own checkpoints.
+        if trainer.global_step != self.saved_at_step and not trainer.fast_dev_run:
+            self.save_now(trainer)
 
     def save_now(self, trainer: L.Trainer) -> Path:
         """Replace `last.ckpt` with the current training state, outside the epoch and batch triggers."""
-        self._save_checkpoint(trainer, str(self.path))
-        return self.path
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        checkpoint["handwriting_gan"] = {"version": __version__, "checkpoint_format": CHECKPOINT_FORMAT}
-
-    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        target = Path(filepath)
-        partial = target.with_name(f".{target.name}.partial")
+        partial = self.path.with_name(f".{self.path.name}.partial")
         try:
-            trainer.save_checkpoint(partial, self.save_weights_only)
+            trainer.save_checkpoint(partial, weights_only=False)  # the full state: resume needs it
             if trainer.is_global_zero:
-                os.replace(partial, target)
+                os.replace(partial, self.path)
         finally:
             # A failed write (disk full) leaves the previous last.ckpt and no half-written file.
             if trainer.is_global_zero:
                 partial.unlink(missing_ok=True)
         trainer.strategy.barrier("last_checkpoint")
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.after_save_checkpoint(proxy(self))
+        self.saved_at_step = trainer.global_step
+        return self.path
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint["handwriting_gan"] = {"version": __version__, "checkpoint_format": CHECKPOINT_FORMAT}
 
 
 CHECKPOINT_FORMAT = 1

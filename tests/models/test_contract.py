@@ -50,14 +50,15 @@ class ToyDiscriminator(Discriminator):
 # The test module's classes are importable by name for `_target_`, as a network file's would be.
 sys.modules.setdefault("toy_models", sys.modules[__name__])
 
-#: The model's YAML file: the whole game (networks, optimizer, loss) of conf/model/<name>.yaml.
+#: The model's YAML file, conf/model/<name>.yaml: the game's shared settings (conf/model/_game.yaml),
+#: the networks, and what differs.
 TOY_YAML = """\
-_target_: handwriting_gan.game.GAN
-_convert_: all
+defaults:
+  - _game
+  - _self_
+
 latent_dim: 8
-d_steps: ${d_steps}
 loss: hinge
-seed: ${seed}
 generator:
   _target_: toy_models.ToyGenerator
   latent_dim: ${model.latent_dim}
@@ -67,10 +68,6 @@ discriminator:
   _target_: toy_models.ToyDiscriminator
   image_shape: ${dataset.image_shape}
   num_classes: ${model.generator.num_classes}
-optimizer:
-  _target_: torch.optim.SGD
-  _partial_: true
-  lr: 0.01
 """
 
 

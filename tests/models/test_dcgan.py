@@ -185,19 +185,15 @@ def test_conditional_dcgan_trained_briefly_draws_the_class_it_is_asked_for(one_t
             assert images.std(dim=0).mean() > 0.005  # different noise still gives different images
 
 
-def test_model_configs_build_the_networks():
-    root = {"seed": 0, "d_steps": 1, "optim": {"lr": 2e-4, "betas": [0.5, 0.999]}}
-    root["dataset"] = {"image_shape": [1, 28, 28]}
-    dcgan = OmegaConf.load(MODEL_CONF / "dcgan.yaml")
+def test_model_configs_build_the_networks(compose):
     cdcgan = OmegaConf.load(MODEL_CONF / "cdcgan.yaml")
     assert list(cdcgan.defaults) == ["dcgan", "_self_"]
-    conditional = OmegaConf.merge(dcgan, {k: v for k, v in cdcgan.items() if k != "defaults"})
-    assert conditional.generator.num_classes == "auto"
-    conditional.generator.num_classes = 10  # what the run fills in for `auto`
-
-    for model, num_classes in [(dcgan, 0), (conditional, 10)]:
-        cfg = OmegaConf.merge(root, {"model": model})
-        assert cfg.model.keys() == OmegaConf.load(MODEL_CONF / "mlp3.yaml").keys()
+    for model, num_classes in [("dcgan", 0), ("cdcgan", 10)]:
+        cfg = compose([f"model={model}"])
+        assert cfg.model.keys() == compose(["model=mlp3"]).model.keys()
+        if model == "cdcgan":
+            assert cfg.model.generator.num_classes == "auto"
+            cfg.model.generator.num_classes = 10  # what the run fills in for `auto`
         generator = instantiate(cfg.model.generator)
         discriminator = instantiate(cfg.model.discriminator)
         labels = torch.arange(2) if num_classes else None

@@ -1,0 +1,6 @@
+"""The two-player game: the LightningModule (gan.py), the losses it can be played with (losses.py), what
+it keeps for exact resumes (bookkeeping.py), and CUDA-graph replay of its batch (cuda_graph.py)."""
+
+from handwriting_gan.game.gan import GAN
+
+__all__ = ["GAN"]
