@@ -27,13 +27,13 @@ from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS, ClassifierSetti
 from handwriting_gan.metrics.report import GROUPS, RealReference, check_groups, quality_metrics
 from handwriting_gan.metrics.sampling import conditional_classes, draw_samples
 from handwriting_gan.runs import RunFolder
-from handwriting_gan.shell import check_count, choose_device, command, set_threads
+from handwriting_gan.shell import check_count, choose_device, command, set_threads, sets_node
 
 log = logging.getLogger(__name__)
 
-#: FD and its floor flatter smaller numbers of samples or real test images (measured: the default run
-#: scored 5.3x its floor against the embedded sample's 1,000 test images with 2,000 samples, and 58x
-#: against the full MNIST test split with 10,000): below this, evaluate warns.
+#: FD and its floor flatter smaller numbers of samples or real test images (the same generator scores
+#: several times closer to its floor against a small test split with few samples; docs/guide has the
+#: figures): below this, evaluate warns.
 COMPARABLE_SIZE = 10_000
 #: Fewer samples than this leave the k-NN metrics (k=5) and the covariances of FD meaningless.
 MIN_SAMPLES = 10
@@ -159,7 +159,9 @@ def evaluate(cfg: DictConfig) -> dict:
         num_samples=check_count("num_samples", cfg.num_samples, MIN_SAMPLES, SAMPLES_ADVICE),
         seed=int(cfg.seed),
         classifier=classifier_for_run(
-            str(cfg.run_dir), ClassifierSettings.from_mapping(OmegaConf.to_container(cfg.classifier))
+            str(cfg.run_dir),
+            ClassifierSettings.from_mapping(OmegaConf.to_container(cfg.classifier)),
+            chosen=sets_node(cfg, "classifier"),
         ),
         groups=check_groups(cfg.metrics),
         device=choose_device(cfg.device),

@@ -39,7 +39,7 @@ from handwriting_gan.metrics.classifier import (
 )
 from handwriting_gan.metrics.sampling import conditional_classes, draw_samples
 from handwriting_gan.runs import RunFolder
-from handwriting_gan.shell import check_count, choose_device, command
+from handwriting_gan.shell import check_count, choose_device, command, sets_node
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +341,9 @@ def export(cfg: DictConfig) -> dict:
         min_confidence=_check_confidence(cfg.min_confidence),
         overwrite=cfg.overwrite,
         classifier=classifier_for_run(
-            str(cfg.run_dir), ClassifierSettings.from_mapping(OmegaConf.to_container(cfg.classifier))
+            str(cfg.run_dir),
+            ClassifierSettings.from_mapping(OmegaConf.to_container(cfg.classifier)),
+            chosen=sets_node(cfg, "classifier"),
         ),
         device=choose_device(cfg.device),
         batch_size=check_count("batch_size", cfg.batch_size, 1),

@@ -1,4 +1,4 @@
-"""The command shell every command (train, evaluate, export) runs in: the Hydra entry point on the
+"""The command shell every command (train, evaluate, export, study) runs in: the Hydra entry point on the
 packaged configs, checks of the command line before any work, quiet logging, and user errors printed
 as one line with their exit code (handwriting_gan.errors)."""
 
@@ -12,6 +12,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import hydra
@@ -19,7 +20,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from handwriting_gan.config import CONFIG_PATH, compose_config
+from handwriting_gan.config import CONFIG_PATH, SHARED_PREFIX, check_choice, compose_config
 from handwriting_gan.errors import ConfigError, UserError, exit_with
 
 
@@ -29,12 +30,17 @@ def command(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[],
 
     @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
     def _entry(cfg: DictConfig) -> Any:
+        from hydra.core.hydra_config import HydraConfig
+
         quiet_dependencies()
+        given = _COMMAND_LINE.set(tuple(str(o) for o in HydraConfig.get().overrides.task))
         try:
             with job_command_line(cfg):
                 return task(cfg)
         except UserError as error:
             exit_with(error)
+        finally:
+            _COMMAND_LINE.reset(given)
 
     def _run() -> Any:
         try:
@@ -44,6 +50,24 @@ def command(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[],
         return _entry()
 
     return _run
+
+
+#: The overrides of the command line whose task is running (set by `command` for the task's duration).
+_COMMAND_LINE: ContextVar[tuple[str, ...] | None] = ContextVar("command_line", default=None)
+
+
+def sets_node(cfg: DictConfig, node: str) -> bool:
+    """Whether the command line sets `node` or a key of it (`node=<option>`, `node.key=...`,
+    `+node.key=...`, `~node`): Hydra's record in `cfg` when it was composed with one, else the running
+    command's. A config composed without either (compose_config, in a test or a notebook) counts as
+    setting it: what its caller composed is what it asked for."""
+    if "hydra" in cfg:
+        overrides = [str(o) for o in cfg.hydra.overrides.task]
+    elif _COMMAND_LINE.get() is not None:
+        overrides = list(_COMMAND_LINE.get())
+    else:
+        return True
+    return any(_key(o).split(".")[0] == node for o in overrides)
 
 
 # -- Hydra plugins -------------------------------------------------------------------------------
@@ -179,6 +203,9 @@ def compose_checked(config_name: str, argv: Sequence[str]) -> DictConfig:
     # addition creates (a resume repeats `+callbacks.x._target_=...` and may then set callbacks.x.y).
     added = [_key(a).rpartition(".")[0] + "." for a in overrides if a.startswith("+")]
     plain = [a for a in overrides if not a.startswith(("+", "~")) and not _key(a).startswith(tuple(added))]
+    for arg in overrides:
+        if "=" in arg:
+            check_choice(_key(arg), arg.split("=", 1)[1])
     try:
         cfg = compose_config(overrides, config_name=config_name)
         base = compose_config(plain, config_name=config_name)
@@ -262,11 +289,13 @@ def accepted_arguments(target: str) -> tuple[set[str], bool]:
 
 
 def _composition_message(error: Exception) -> str:
-    """Hydra's message and its cause (which names the key and the expected type), minus search paths."""
+    """Hydra's message and its cause (which names the key and the expected type), minus search paths and
+    the files a group's options share (Hydra lists them among the options)."""
     parts = [str(error)]
     if error.__cause__ is not None:
         parts.append(str(error.__cause__))
-    return "\n".join(parts).split("Config search path:")[0].strip()
+    message = "\n".join(parts).split("Config search path:")[0].strip()
+    return "\n".join(line for line in message.splitlines() if not line.startswith(f"\t{SHARED_PREFIX}"))
 
 
 # -- argument checks shared by the commands --------------------------------------------------------
@@ -292,9 +321,9 @@ def choose_device(device: str) -> str:
 
 def set_threads(threads: int | str | None) -> int:
     """Set torch's intra-op threads and return how many: a number, None for torch's default (every
-    core), or "auto": the cores not busy with other work at start (at least 1). On 2 cores, two
-    threads ran the study's step 1.26x faster than one when the machine was quiet, and 2.8x slower
-    than one beside one busy process (README, Configuration)."""
+    core), or "auto": the cores not busy with other work at start (at least 1). A thread on a core
+    that other work holds waits for it at every synchronisation, so on a few cores the extra threads
+    speed up a quiet machine and slow down a busy one (docs/results/throughput.md, Threads)."""
     import torch
 
     if threads == "auto":
@@ -348,9 +377,11 @@ def quiet_dependencies() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     # Small datasets have fewer batches than the logging interval; epoch means are logged regardless.
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-    # Mid-epoch checkpoints of a manual-optimization module hold the state after the batch's updates,
-    # which is what resume expects.
-    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization.*")
+    # Checkpoints written before LastCheckpoint became a plain Checkpoint hold ModelCheckpoint's state
+    # under its name, which nothing needs now.
+    warnings.filterwarnings(
+        "ignore", message=r'Be aware .* the following callbacks: \["LastCheckpoint\{[^]]*\}"\]\.$'
+    )
     # Optuna's storage announces each of alembic's plugins at INFO.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning"):

@@ -1,4 +1,5 @@
-"""The package's shape: commands are siblings, and no module imports itself in a circle."""
+"""The package's shape: commands are siblings, lower floors (the run folder, the metrics) never learn
+about the study above them, and no module imports itself in a circle."""
 
 import ast
 from pathlib import Path
@@ -6,12 +7,16 @@ from pathlib import Path
 import handwriting_gan
 
 PACKAGE = Path(handwriting_gan.__file__).parent
+#: Each command, a module or a package of modules.
 COMMANDS = (
     "handwriting_gan.train",
     "handwriting_gan.evaluate",
     "handwriting_gan.export",
     "handwriting_gan.study",
 )
+STUDY = "handwriting_gan.study"
+#: Modules below the commands: they serve every command and may not know the study's files or names.
+LOWER_FLOORS = ("handwriting_gan.runs", "handwriting_gan.metrics")
 
 
 def imports() -> dict[str, set[str]]:
@@ -24,17 +29,51 @@ def imports() -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("handwriting_gan"):
                 found.add(node.module)
+                if node.module == "handwriting_gan":  # from handwriting_gan import study
+                    found |= {f"handwriting_gan.{a.name}" for a in node.names}
             elif isinstance(node, ast.Import):
                 found |= {a.name for a in node.names if a.name.startswith("handwriting_gan")}
         graph[module] = found
     return graph
 
 
+def within(module: str, owner: str) -> bool:
+    """`module` is `owner` or one of its submodules."""
+    return module == owner or module.startswith(owner + ".")
+
+
+def modules_of(graph: dict[str, set[str]], owner: str) -> list[str]:
+    return [module for module in graph if within(module, owner)]
+
+
+def test_the_structure_sees_every_module_of_the_study_package():
+    graph = imports()
+    study = modules_of(graph, STUDY)
+    assert {f"{STUDY}.settings", f"{STUDY}.store", f"{STUDY}.steps", f"{STUDY}.arms"} <= set(study)
+    assert f"{STUDY}.settings" in graph[f"{STUDY}.steps"]  # the graph holds the package's own arrows
+
+
 def test_no_command_imports_another():
     graph = imports()
     for command in COMMANDS:
-        others = set(COMMANDS) - {command}
-        assert not graph[command] & others, (command, graph[command] & others)
+        others = [other for other in COMMANDS if other != command]
+        for module in modules_of(graph, command):
+            wrong = {target for target in graph[module] for other in others if within(target, other)}
+            assert not wrong, (module, wrong)
+
+
+def test_the_run_folder_and_the_metrics_do_not_know_the_study():
+    graph = imports()
+    for floor in LOWER_FLOORS:
+        modules = modules_of(graph, floor)
+        assert modules, floor
+        for module in modules:
+            assert not {t for t in graph[module] if within(t, STUDY)}, module
+            path = PACKAGE.parent.joinpath(*module.split("."))
+            source = (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text()
+            # Not its name, nor its files (results.json, <out>/runs/): the study's runs record what the
+            # lower floors need in their own config.
+            assert "study" not in source.lower() and "results.json" not in source, module
 
 
 def test_no_import_cycles():

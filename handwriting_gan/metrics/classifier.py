@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 
 from handwriting_gan.data.base import to_signed_unit
@@ -93,26 +94,37 @@ class ClassifierSettings:
 DEFAULT_SETTINGS = ClassifierSettings()
 
 
-def study_classifier(run_dir: str | Path) -> ClassifierSettings | None:
-    """The domain classifier settings of the study that made the GAN run `run_dir` (a study's
-    <out>/runs/<key>, beside its results.json); None for a run outside a study."""
-    settings = RunFolder(run_dir).study_settings()
-    if settings is None or not isinstance(settings.get("classifier"), Mapping):
+def run_classifier(run_dir: str | Path) -> ClassifierSettings | None:
+    """The domain classifier the config of the run `run_dir` records (its `classifier` group: the one
+    its training used, or the one the command that started it chose), or None for a folder that is not
+    a run or a config without one."""
+    run = RunFolder(run_dir)
+    if not run.is_run():
         return None
-    return ClassifierSettings.from_mapping(settings["classifier"])
+    recorded = run.load_config().get("classifier")
+    if not isinstance(recorded, Mapping):
+        return None
+    try:
+        return ClassifierSettings.from_mapping(OmegaConf.to_container(recorded))
+    except ConfigError as error:
+        raise ConfigError(
+            f"{run.config_file} records a classifier that cannot be used ({error}); pass classifier.* "
+            f"to choose one."
+        ) from None
 
 
-def classifier_for_run(run_dir: str | Path, configured: ClassifierSettings) -> ClassifierSettings:
+def classifier_for_run(
+    run_dir: str | Path, configured: ClassifierSettings, chosen: bool
+) -> ClassifierSettings:
     """The domain classifier `evaluate` and `export` use for the run `run_dir`: `configured` (the
-    command's classifier group), except that a run made by a study whose classifier is not the default
-    gets the study's when `configured` is the default, so that the study's cached copy is used instead
-    of a new one being trained. Logs it when it does."""
-    own = study_classifier(run_dir) if configured == DEFAULT_SETTINGS else None
+    command's classifier group) when `chosen` (its command line set classifier.*), else the one the
+    run's config records, so that a run is measured and labeled with the classifier it was made with
+    and that classifier's cached copy is used instead of a new one being trained. Logs when it differs."""
+    own = None if chosen else run_classifier(run_dir)
     if own is None or own == configured:
         return configured
     log.info(
-        "classifier: the settings of the study that made %s (its cached copy); pass classifier.* to use "
-        "another",
+        "classifier: the one the config of %s records (its cached copy); pass classifier.* to use another",
         run_dir,
     )
     return own

@@ -1,0 +1,170 @@
+"""The study's table: each arm's test accuracy and each generator's quality, mean and std over the seeds
+of each size, from the results store; written as table.md, table.json, table.csv and accuracy.png."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from handwriting_gan.files import atomic_path
+from handwriting_gan.study.arms import Arm
+from handwriting_gan.study.settings import Study
+from handwriting_gan.study.store import Results
+
+#: The files write_outputs makes in the study folder.
+OUTPUT_FILES = ("table.md", "table.json", "table.csv", "accuracy.png")
+
+
+def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation; std is None for a single value, both None for none."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def summarize(plan: Study, results: Results) -> list[dict]:
+    """One row per size: mean and std over the seeds of each arm's test accuracy, FD / floor and label
+    agreement, and the fraction of synthetic images the filtered arms kept."""
+    rows = []
+    for size in plan.per_class:
+        runs = [results.run(size, seed) for seed in range(plan.seeds)]
+        row: dict[str, Any] = {
+            "per_class": size,
+            "seeds": sum(1 for r in runs if all(arm.key in r["arms"] for arm in plan.arms)),
+        }
+        for arm in plan.arms:
+            row[f"{arm.key}_mean"], row[f"{arm.key}_std"] = mean_std(
+                [r["arms"][arm.key]["test_acc"] for r in runs if arm.key in r["arms"]]
+            )
+        quality = [r["quality"] for r in runs if r["quality"]]
+        for key in ("fd_ratio", "label_agreement"):
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std([q[key] for q in quality])
+        row["filtered_kept"] = mean_std([kept_fraction(plan, r) for r in runs])[0]
+        rows.append(row)
+    return rows
+
+
+def kept_fraction(plan: Study, run: dict) -> float | None:
+    """The fraction of the run's synthetic images that passed filter_confidence (the same for every
+    filtered arm), or None before a filtered arm is stored."""
+    stored = [run["arms"][arm.key] for arm in plan.arms if arm.filtered and arm.key in run["arms"]]
+    return stored[0]["kept_fraction"] if stored else None
+
+
+def _cell(mean: float | None, std: float | None, scale: float = 1.0, digits: int = 1) -> str:
+    if mean is None:
+        return "-"
+    text = f"{scale * mean:.{digits}f}"
+    return text if std is None else f"{text} ± {scale * std:.{digits}f}"
+
+
+def _letters(arms: Sequence[Arm]) -> str:
+    """`(b)-(d), (f)`: the arms' letters, consecutive ones as a range."""
+    spans: list[list[str]] = []
+    for letter in sorted(arm.letter for arm in arms):
+        if spans and ord(letter) == ord(spans[-1][-1]) + 1:
+            spans[-1].append(letter)
+        else:
+            spans.append([letter])
+    return ", ".join(f"({s[0]})" if len(s) == 1 else f"({s[0]})-({s[-1]})" for s in spans)
+
+
+def markdown_table(plan: Study, rows: list[dict]) -> str:
+    """The table as markdown, one column per arm, with a line that says what the numbers are."""
+    titles = [
+        "per_class",
+        "seeds",
+        *[f"{arm.title} (≥ {plan.filter_confidence:g})" if arm.filtered else arm.title for arm in plan.arms],
+        f"FD / floor ({plan.quality_samples} samples)",
+        "label agreement",
+    ]
+    # The fraction kept goes once per row, into the first filtered arm's cell.
+    kept_in = next((arm.key for arm in plan.arms if arm.filtered), None)
+    lines = ["| " + " | ".join(titles) + " |", "| " + " | ".join(["---:"] * len(titles)) + " |"]
+    for row in rows:
+        arms = []
+        for arm in plan.arms:
+            cell = _cell(row[f"{arm.key}_mean"], row[f"{arm.key}_std"], 100)
+            if arm.key == kept_in and row["filtered_kept"] is not None:
+                cell += f" (kept {100 * row['filtered_kept']:.0f}%)"
+            arms.append(cell)
+        cells = [
+            str(row["per_class"]),
+            str(row["seeds"]),
+            *arms,
+            _cell(row["fd_ratio_mean"], row["fd_ratio_std"]),
+            _cell(row["label_agreement_mean"], row["label_agreement_std"], digits=3),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    chosen = " ".join(f"{group}={choice}" for group, choice in plan.groups.items() if choice)
+    length = f"{plan.gan_steps} GAN steps" if plan.gan_steps else "GANs of trainer.max_epochs epochs"
+    single = [arm for arm in plan.arms if len(arm.adds) == 1]
+    several = [arm for arm in plan.arms if len(arm.adds) > 1]
+    extra = f"{plan.expansion} extra images per real one in {_letters(single)}"
+    if several:
+        every = "both" if all(len(arm.adds) == 2 for arm in several) else "each"
+        extra += f" ({every} in {_letters(several)})"
+    what = (
+        f"Test accuracy (%) on the full real test split, mean ± std over seeds. {chosen}, {length}, "
+        f"{extra}, classifiers trained {plan.arm_steps} steps each."
+    )
+    return "\n".join([what, "", *lines])
+
+
+def write_outputs(plan: Study, rows: list[dict], table: str) -> dict[str, Path]:
+    """table.md, table.json, table.csv and accuracy.png in the study folder, each written atomically."""
+    paths = {name: plan.out / name for name in OUTPUT_FILES}
+    with atomic_path(paths["table.md"]) as tmp:
+        tmp.write_text(table + "\n")
+    record = {
+        "settings": {**plan.identity(), "per_class": list(plan.per_class), "seeds": plan.seeds},
+        "arms": {arm.key: arm.title for arm in plan.arms},
+        "rows": rows,
+    }
+    with atomic_path(paths["table.json"]) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    with atomic_path(paths["table.csv"]) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    with atomic_path(paths["accuracy.png"]) as tmp:
+        plot(plan, rows).savefig(tmp, format="png")
+    return paths
+
+
+def plot(plan: Study, rows: list[dict]):
+    """Test accuracy against real images per class, one line per arm, with std error bars."""
+    from matplotlib.figure import Figure  # no pyplot: nothing global, no display needed
+
+    figure = Figure(figsize=(9, 4), dpi=100, layout="tight")
+    axes = figure.subplots()
+    sizes = [row["per_class"] for row in rows]
+    for arm in plan.arms:
+        means = [row[f"{arm.key}_mean"] for row in rows]
+        stds = [row[f"{arm.key}_std"] or 0.0 for row in rows]
+        shown = [i for i, mean in enumerate(means) if mean is not None]
+        axes.errorbar(
+            [sizes[i] for i in shown],
+            [means[i] for i in shown],
+            yerr=[stds[i] for i in shown],
+            label=arm.title,
+            marker="o",
+            capsize=3,
+        )
+    if len(sizes) > 1 and sizes[-1] / sizes[0] >= 4:
+        axes.set_xscale("log")
+    axes.set_xticks(sizes, [str(s) for s in sizes])
+    axes.minorticks_off()
+    axes.set_xlabel("real training images per class")
+    axes.set_ylabel("test accuracy (real test split)")
+    seeds = f"{plan.seeds} seed{'s' if plan.seeds > 1 else ''}"
+    axes.set_title(f"{plan.dataset}, {plan.model}: mean ± std over {seeds}")
+    axes.grid(alpha=0.3)
+    # Beside the axes, not on them: inside, it hides points wherever it is placed.
+    axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small")
+    return figure
