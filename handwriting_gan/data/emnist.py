@@ -1,4 +1,5 @@
-"""EMNIST, any of its six splits, read from torchvision's folder layout and turned upright."""
+"""EMNIST, any of its six splits, read from torchvision's folder layout, turned upright, and its class
+table checked against the split's official mapping file when that is there."""
 
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ class EMNISTDataModule(ImageDataModule):
     """torchvision's EMNIST under `<root>/EMNIST/raw`, downloaded when absent and `download` is true.
 
     The files store every image transposed; `_load` transposes it back so characters are upright and
-    read left to right. Each file may be plain (as torchvision unpacks it) or `.gz` (as published).
+    read left to right. Each file may be plain (as torchvision unpacks it) or `.gz` (as published). When
+    the split's `emnist-<split>-mapping.txt` lies beside them (the official archive has one per split;
+    torchvision's download does not keep it), its label -> character table must be `class_names`.
     """
 
     def __init__(self, root: str, split: str = "balanced", download: bool = True, **kwargs) -> None:
@@ -59,6 +62,52 @@ class EMNISTDataModule(ImageDataModule):
         prefix = f"emnist-{self.split_name}-{'train' if train else 'test'}"
         return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
 
+    @property
+    def mapping_file(self) -> Path:
+        return self.raw_folder / f"emnist-{self.split_name}-mapping.txt"
+
+    def check_mapping(self) -> None:
+        """DataError when the split's mapping file is there and names other characters than `class_names`
+        (each line: a label, then the ASCII code of every character it stands for)."""
+        path = self.mapping_file
+        if not path.is_file():
+            return
+        offset = LABEL_OFFSET.get(self.split_name, 0)
+        table = {}
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                label, *codes = (int(field) for field in fields)
+                if not codes:
+                    raise ValueError("no character code")
+                table[label] = "".join(chr(code) for code in codes)
+            except ValueError as exc:
+                raise DataError(
+                    f"{path} line {number} ({line.strip()!r}) is not 'label code [code]' ({exc}). Replace "
+                    f"the file with the one from the official archive, or remove it."
+                ) from None
+        expected = {label + offset: name for label, name in enumerate(self.class_names)}
+        if table == expected:
+            return
+        wrong = [label for label in sorted(expected) if table.get(label) != expected[label]]
+        extra = sorted(set(table) - set(expected))
+        if wrong:
+            label = wrong[0]
+            found = repr(table[label]) if label in table else "nothing"
+            problem = (
+                f"maps label {label} to {found}, but label {label} of EMNIST {self.split_name} is "
+                f"{expected[label]!r} ({len(wrong)} of {len(expected)} labels differ)"
+            )
+        else:
+            problem = f"lists labels {extra} that EMNIST {self.split_name} does not have"
+        raise DataError(
+            f"{path} {problem}: the file belongs to another split or is not the official one, so labels "
+            f"and characters might not match. Replace it with emnist-{self.split_name}-mapping.txt from "
+            f"the official archive {EMNIST.url}, or remove it."
+        )
+
     def _find(self, name: str) -> Path | None:
         for candidate in (self.raw_folder / name, self.raw_folder / f"{name}.gz"):
             if candidate.is_file():
@@ -75,6 +124,7 @@ class EMNISTDataModule(ImageDataModule):
             except Exception as exc:  # any network or disk failure ends in the same advice
                 raise DataError(self._missing_message(f"Download failed ({exc}).")) from None
             paths = [self._find(name) for name in self.file_names(train)]
+        self.check_mapping()
         images_path, labels_path = paths
         images = torch.from_numpy(read_idx(images_path)).transpose(1, 2)
         labels = torch.from_numpy(read_idx(labels_path).astype(np.int64)) - LABEL_OFFSET.get(

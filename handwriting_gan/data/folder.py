@@ -12,26 +12,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from handwriting_gan.data.base import ImageDataModule
-from handwriting_gan.data.preprocess import Preprocessing, read_grey, to_mnist_format
+from handwriting_gan.data.preprocess import (
+    Conversion,
+    Preprocessing,
+    convert_characters,
+    image_suffixes,
+    report_path,
+)
 from handwriting_gan.errors import ConfigError, DataError
-from handwriting_gan.files import atomic_path
 
 log = logging.getLogger(__name__)
 
 # Mixed into the held-out draw's seed, so it is independent of the `per_class` draw that
 # ImageDataModule seeds with (seed, label) alone.
 HELD_OUT_STREAM = 1
-# How many offending files an error or warning names before it only counts the rest.
+# How many classes a warning names before it only counts the rest.
 NAMED = 5
-
-
-def image_suffixes() -> frozenset[str]:
-    """The file suffixes of every format Pillow can open (.png, .jpg, .bmp, .tif, ...), lower case."""
-    Image.init()
-    return frozenset(suffix for suffix, kind in Image.registered_extensions().items() if kind in Image.OPEN)
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,9 @@ class FolderDataModule(ImageDataModule):
 
     Each image is converted by handwriting_gan.data.preprocess (`ink`, `ink_threshold`, `fit_size`,
     `image_size`), once: the result is cached in `<cache_dir>/folder/` under a hash of the folder's
-    listing and those settings. The folder itself is only read. Of each class, `test_per_class` images,
+    listing and those settings, with a report beside it. An image that cannot be a character
+    (unreadable, blank, too small) is left out with one console line, unless `strict`
+    (preprocess.Conversion.accept). The folder itself is only read. Of each class, `test_per_class` images,
     or when that is None a `test_fraction` of them, are held out as the test split, drawn by `seed`;
     at least one image of every class stays for training. Single-class folders load (an unconditional
     GAN needs no labels); `num_classes` tells a conditional model it has too few.
@@ -72,7 +72,7 @@ class FolderDataModule(ImageDataModule):
         image_size: int = 28,
         test_fraction: float | None = 0.1,
         test_per_class: int | None = None,
-        skip_unreadable: bool = False,
+        strict: bool = False,
         **kwargs,
     ) -> None:
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
@@ -105,14 +105,17 @@ class FolderDataModule(ImageDataModule):
                 f"dataset.test_fraction={test_fraction} must be at least 0 and below 1 (e.g. 0.1 holds out "
                 f"a tenth of each class), or set dataset.test_per_class instead."
             )
-        if not isinstance(skip_unreadable, bool):
-            raise ConfigError(f"dataset.skip_unreadable={skip_unreadable} must be true or false.")
+        if not isinstance(strict, bool):
+            raise ConfigError(
+                f"dataset.strict={strict} must be true (refuse the folder if any image cannot be a "
+                f"character) or false (leave such images out)."
+            )
         self.path = Path(str(path)).expanduser()
         self.cache_dir = Path(cache_dir).expanduser()
         self.image_size = image_size
         self.test_per_class = None if test_per_class is None else int(test_per_class)
         self.test_fraction = None if test_per_class is not None else float(test_fraction)
-        self.skip_unreadable = skip_unreadable
+        self.strict = strict
         self._listing: Listing | None = None
         self._all: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -185,67 +188,23 @@ class FolderDataModule(ImageDataModule):
         """Every usable image as (uint8 images (N, H, W), int64 labels), in listing order."""
         if self._all is None:
             path = self.cache_path()
-            data = self._read_cache(path) if path.is_file() else self._build_cache(path)
-            skipped = [tuple(problem) for problem in data["skipped"]]
-            if skipped and not self.skip_unreadable:  # a cache built with skip_unreadable=true
-                raise _unreadable(skipped)
-            if skipped:
-                log.warning(
-                    "Skipped %d of %d images of %s that cannot be read (dataset.skip_unreadable=true): %s",
-                    len(skipped),
-                    len(skipped) + len(data["labels"]),
-                    self.path,
-                    ", ".join(file for file, _ in skipped[:NAMED]) + (" ..." if len(skipped) > NAMED else ""),
-                )
-            self._all = (data["images"], data["labels"])
+            conversion = Conversion.load(path) if path.is_file() else self._build_cache(path)
+            listing = self.listing()
+            classes = [f"Class folder {self.path / name}" for name in listing.class_names]
+            conversion.accept(classes, str(self.path), self.strict, report_path(path))
+            self._all = (conversion.images, conversion.labels)
         return self._all
 
-    def _read_cache(self, path: Path) -> dict:
-        try:
-            data = torch.load(path, weights_only=True)
-            return {key: data[key] for key in ("images", "labels", "skipped")}
-        except Exception as exc:
-            raise DataError(
-                f"The converted-folder cache {path} cannot be read ({exc}); delete it to rebuild it."
-            ) from None
-
-    def _build_cache(self, path: Path) -> dict:
+    def _build_cache(self, path: Path) -> Conversion:
         listing = self.listing()
         log.info("Converting the %d images of %s once into %s", len(listing.files), self.path, path)
-        images, labels, unreadable, blank = [], [], [], []
-        for name, label in zip(listing.files, listing.labels, strict=True):
-            file = str(self.path / name)
-            try:
-                grey = read_grey(file, file, self.preprocessing.ink)
-            except DataError as error:
-                unreadable.append((file, str(error)))
-                continue
-            try:
-                images.append(to_mnist_format(grey, file, self.preprocessing))
-            except DataError as error:
-                blank.append((file, str(error)))
-                continue
-            labels.append(label)
-        # Every bad file is found before anything is reported, so one run tells all there is to fix.
-        if unreadable and not self.skip_unreadable:
-            raise _unreadable(unreadable)
-        if blank:
-            raise DataError(_listed(blank, "images have no ink"))
-        kept = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(listing.class_names))
-        if (kept == 0).any():
-            folder = self.path / listing.class_names[int(np.flatnonzero(kept == 0)[0])]
-            raise DataError(
-                f"Class folder {folder} has no readable image: every one was skipped as unreadable "
-                f"(dataset.skip_unreadable=true). Replace them with readable images or remove the folder."
-            )
-        data = {
-            "images": torch.from_numpy(np.stack(images)),
-            "labels": torch.tensor(labels, dtype=torch.int64),
-            "skipped": unreadable,
-        }
-        with atomic_path(path) as tmp:
-            torch.save(data, tmp)
-        return data
+        files = [
+            (str(self.path / name), label, self.path / name)
+            for name, label in zip(listing.files, listing.labels, strict=True)
+        ]
+        conversion = convert_characters(files, self.preprocessing, str(self.path))
+        conversion.save(path, str(self.path), self.preprocessing, listing.class_names)
+        return conversion
 
     # -- the held-out split ---------------------------------------------------------------------
     def _load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -279,20 +238,3 @@ class FolderDataModule(ImageDataModule):
                 ", ".join(capped[:NAMED]),
             )
         return test
-
-
-def _unreadable(problems: list[tuple[str, str]]) -> DataError:
-    return DataError(
-        _listed(problems, "images cannot be read")
-        + " Replace or remove them, or set dataset.skip_unreadable=true to train without them."
-    )
-
-
-def _listed(problems: list[tuple[str, str]], what: str) -> str:
-    """One line: the first problem's message, then the other files (the first NAMED) by name."""
-    (_, first), others = problems[0], [file for file, _ in problems[1:]]
-    if not others:
-        return first
-    named = others[: NAMED - 1]
-    more = f" and {len(others) - len(named)} more" if len(others) > len(named) else ""
-    return f"{len(problems)} {what}; the first: {first} The others: {', '.join(named)}{more}."

@@ -1,21 +1,31 @@
-"""The one conversion of a character image file into MNIST's format (paper black, ink white, cropped,
-fitted and centred by centre of mass), shared by every dataset read from image files (Chars74K, folder).
+"""The one conversion of character image files into MNIST's format (paper black, ink white, cropped,
+fitted and centred by centre of mass), and the one rule for files that cannot be characters, shared by
+every dataset read from image files (Chars74K, folder).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-from dataclasses import dataclass
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 
 from handwriting_gan.errors import ConfigError, DataError
+from handwriting_gan.files import atomic_path
+
+log = logging.getLogger(__name__)
 
 INK = ("auto", "dark", "light")
 #: Part of every cache file's name: bump it when the conversion below changes its output.
-VERSION = 2
+VERSION = 3
 # Ink whose typical level differs from the paper's by less than this (about 12 of 255 grey levels) is
 # scanner or compression noise on a blank page, not a stroke: even faint pencil is several times that.
 MIN_CONTRAST = 12 / 255
@@ -28,6 +38,26 @@ PAPER_SPREAD = 3.0
 # Larger images are shrunk to at most this side before anything else: the result is 20-odd pixels, and
 # a 12-megapixel photo would otherwise take seconds per image.
 MAX_SIDE = 1024
+# An image whose longer side is shorter than this cannot be told to be any character (a stray 1x2 crop).
+MIN_SIDE = 8
+# How many skipped files a console line or an error names before it only counts the rest.
+NAMED = 3
+# A long conversion says how far it is at most this often.
+PROGRESS_SECONDS = 15.0
+
+Source = str | os.PathLike | IO[bytes]
+
+
+class NotACharacter(DataError):
+    """An image file that cannot be a character: unreadable, blank (no ink) or too small.
+
+    `file` names it and `reason` says why in a few words; the message adds what to do.
+    """
+
+    def __init__(self, file: str, reason: str, advice: str = "") -> None:
+        super().__init__(f"{file} {reason}." + (f" {advice}" if advice else ""))
+        self.file = file
+        self.reason = reason
 
 
 @dataclass
@@ -71,18 +101,24 @@ class Preprocessing:
         height, width = self.size
         return f"{height}x{width}-fit{self.fit_size}-ink{self.ink}-{threshold}-v{VERSION}"
 
-    def convert(self, source: str | os.PathLike | IO[bytes], name: str) -> np.ndarray:
-        """The image file `source` as a uint8 array of `size`; DataError naming `name` when it cannot be
-        read or has no ink."""
+    def convert(self, source: Source, name: str) -> np.ndarray:
+        """The image file `source` as a uint8 array of `size`; NotACharacter naming `name` when it cannot
+        be read, is too small or has no ink."""
         return to_mnist_format(read_grey(source, name, self.ink), name, self)
 
 
-def read_grey(source: str | os.PathLike | IO[bytes], name: str, ink: str = "auto") -> np.ndarray:
+def image_suffixes() -> frozenset[str]:
+    """The file suffixes of every format Pillow can open (.png, .jpg, .bmp, .tif, ...), lower case."""
+    Image.init()
+    return frozenset(suffix for suffix, kind in Image.registered_extensions().items() if kind in Image.OPEN)
+
+
+def read_grey(source: Source, name: str, ink: str = "auto") -> np.ndarray:
     """Any image Pillow opens, as grey levels in [0, 1] (0 = black), upright by its EXIF orientation.
 
     Transparent pixels show the paper: white behind dark ink, black behind light ink; with `ink="auto"`
     the opaque pixels are taken for the ink, so a stroke drawn on a transparent layer is kept whatever its
-    colour. Images larger than MAX_SIDE are shrunk by area averaging. Raises DataError naming `name`
+    colour. Images larger than MAX_SIDE are shrunk by area averaging. Raises NotACharacter naming `name`
     for a file that is not an image or is truncated.
     """
     try:
@@ -92,7 +128,7 @@ def read_grey(source: str | os.PathLike | IO[bytes], name: str, ink: str = "auto
             ImageOps.exif_transpose(image, in_place=True)  # phone photos store "rotate me" in EXIF
             grey = _grey(image, ink)
     except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, zlib.error, ...
-        raise DataError(f"{name} cannot be read as an image ({type(exc).__name__}: {exc}).") from None
+        raise NotACharacter(name, f"cannot be read as an image ({type(exc).__name__}: {exc})") from None
     factor = -(-max(grey.shape) // MAX_SIDE)
     if factor > 1:
         grey = np.asarray(Image.fromarray(grey.astype(np.float32)).reduce(factor), dtype=np.float64)
@@ -179,8 +215,12 @@ def paper_surface(strength: np.ndarray, paper: np.ndarray) -> np.ndarray:
         coefficients = np.linalg.lstsq(kept.T @ kept, kept.T @ target[keep], rcond=None)[0]
         residual = target - design @ coefficients
         keep = np.abs(residual) <= max(PAPER_SPREAD * _robust_std(residual, 0.0), 1 / 255)
-    grid_rows, grid_cols = np.mgrid[0:height, 0:width]
-    return _quadratic_terms(grid_rows / max(height - 1, 1), grid_cols / max(width - 1, 1)) @ coefficients
+    # Term by term: a (height, width, 6) array of the terms, multiplied out, was the slowest step of a
+    # large scan's conversion.
+    y = (np.arange(height) / max(height - 1, 1))[:, None]
+    x = (np.arange(width) / max(width - 1, 1))[None, :]
+    const, cx, cy, cxx, cyy, cxy = coefficients
+    return const + cx * x + cy * y + cxx * x * x + cyy * y * y + cxy * x * y
 
 
 def _quadratic_terms(y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -227,13 +267,19 @@ def ink_intensity(grey: np.ndarray, name: str, settings: Preprocessing) -> tuple
 
 def to_mnist_format(grey: np.ndarray, name: str, settings: Preprocessing) -> np.ndarray:
     """A character image (grey levels in [0, 1]) in MNIST's format: uint8 `settings.size`, paper exactly
-    black, ink white with its grey levels kept (`ink_intensity`). Raises DataError naming `name` for an
-    image with no ink.
+    black, ink white with its grey levels kept (`ink_intensity`). Raises NotACharacter naming `name` for
+    an image with no ink or smaller than MIN_SIDE.
 
     MNIST's procedure: crop to the ink, scale the longer side to `fit_size` keeping the aspect ratio
     (area-averaged, so thin strokes become grey levels), stretch the densest pixel to 255, and place the
     character so its centre of mass sits at the image centre (clamped so no ink leaves the image).
     """
+    if max(grey.shape) < MIN_SIDE:
+        raise NotACharacter(
+            name,
+            f"is {grey.shape[1]}x{grey.shape[0]} pixels, too small to hold a character (it takes at least "
+            f"{MIN_SIDE} on its longer side)",
+        )
     ink, intensity = ink_intensity(grey, name, settings)
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     crop = intensity[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
@@ -264,8 +310,174 @@ def _robust_std(values: np.ndarray, median: float) -> float:
     return 1.4826 * float(np.median(np.abs(values - median))) if values.size else 0.0
 
 
-def _no_ink(name: str, why: str) -> DataError:
-    return DataError(
-        f"{name} has no ink: {why}. Remove the image if it is blank; if its strokes are there but faint, "
-        f"set dataset.ink_threshold to the ink strength (1-255) from which a pixel counts as ink."
+def _no_ink(name: str, why: str) -> NotACharacter:
+    return NotACharacter(
+        name,
+        f"has no ink: {why}",
+        "Remove the image if it is blank; if its strokes are there but faint, set dataset.ink_threshold "
+        "to the ink strength (1-255) from which a pixel counts as ink.",
     )
+
+
+# -- a set of files, and the rule for those that cannot be characters --------------------------------
+@dataclass
+class Conversion:
+    """Files converted by `convert_characters`: the usable ones as images, the others with the reason.
+
+    `images` (uint8, N x H x W), `labels` and `kept` (each image's position in the input) cover the usable
+    files in input order; `skipped` lists (file, label, reason) of the others.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    kept: torch.Tensor
+    skipped: list[tuple[str, int, str]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.kept) + len(self.skipped)
+
+    def accept(self, classes: Sequence[str], source: str, strict: bool, report: Path | None = None) -> None:
+        """The one rule for files that cannot be characters: they are left out, and one console line counts
+        them and names the first few. DataError instead when `strict` and any was left out, or when a class
+        that had files keeps none (`classes[label]` names the class in the message, e.g. "Class folder
+        ~/letters/a"). `report` is the file that lists them all."""
+        full_list = f" The full list: {report}." if report is not None else ""
+        if self.skipped and strict:
+            raise DataError(
+                f"{len(self.skipped)} of {self.total} images of {source} cannot be characters and "
+                f"dataset.strict=true refuses them: {_named(self.skipped)}.{full_list} Replace or remove "
+                f"them, or set dataset.strict=false to train without them."
+            )
+        usable = torch.bincount(self.labels, minlength=len(classes))
+        for label in sorted({label for _, label, _ in self.skipped}):
+            if usable[label] == 0:
+                lost = [entry for entry in self.skipped if entry[1] == label]
+                raise DataError(
+                    f"{classes[label]} has no usable image: none of its {len(lost)} images can be a "
+                    f"character ({_named(lost)}).{full_list} Replace them with readable images of the "
+                    f"character, or remove the class."
+                )
+        if self.skipped:
+            log.warning(
+                "Skipped %d of %d images of %s that cannot be characters: %s.%s Set dataset.strict=true to "
+                "refuse them instead.",
+                len(self.skipped),
+                self.total,
+                source,
+                _named(self.skipped),
+                full_list,
+            )
+
+    def save(self, path: Path, source: str, settings: Preprocessing, class_names: Sequence[str]) -> None:
+        """Write the cache file `path` and, beside it, its report (`report_path`): what was read (`source`,
+        a path), how many images of each class are usable, and every file left out with the reason. Both
+        atomically."""
+        usable = torch.bincount(self.labels, minlength=len(class_names)).tolist()
+        left_out = [0] * len(class_names)
+        for _, label, _ in self.skipped:
+            left_out[label] += 1
+        report = {
+            "source": str(Path(source).resolve()),
+            "preprocessing": settings.key,
+            "images": self.total,
+            "usable": len(self.kept),
+            "skipped": len(self.skipped),
+            "per_class": {
+                str(name): {"usable": usable[label], "skipped": left_out[label]}
+                for label, name in enumerate(class_names)
+            },
+            "skipped_files": [
+                {"file": file, "class": str(class_names[label]), "reason": reason}
+                for file, label, reason in self.skipped
+            ],
+        }
+        data = {
+            "images": self.images,
+            "labels": self.labels,
+            "kept": self.kept,
+            "skipped": [list(entry) for entry in self.skipped],
+        }
+        with atomic_path(path) as tmp:
+            torch.save(data, tmp)
+        with atomic_path(report_path(path)) as tmp:
+            tmp.write_text(json.dumps(report, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Conversion:
+        """A conversion saved by `save`; DataError saying to delete the file when it cannot be read."""
+        try:
+            data = torch.load(path, weights_only=True)
+            skipped = [(str(file), int(label), str(reason)) for file, label, reason in data["skipped"]]
+            return cls(data["images"], data["labels"], data["kept"], skipped)
+        except Exception as exc:
+            raise DataError(f"The cache {path} cannot be read ({exc}); delete it to rebuild it.") from None
+
+
+def report_path(cache: Path) -> Path:
+    """The report beside a cache file: `<name>.report.json` for `<name>.pt`."""
+    return cache.with_name(f"{cache.stem}.report.json")
+
+
+def convert_characters(
+    files: Sequence[tuple[str, int, Source]], settings: Preprocessing, what: str
+) -> Conversion:
+    """Every file, given as (name, label, source), in MNIST's format (`settings`). One that cannot be a
+    character (NotACharacter: unreadable, too small, no ink) is left out with its reason instead of
+    stopping the rest; `Conversion.accept` then applies the rule. A long conversion logs its progress,
+    naming the set `what`."""
+    images, labels, kept, skipped = [], [], [], []
+    progress = _Progress(len(files), what)
+    for index, (name, label, source) in enumerate(files):
+        try:
+            images.append(settings.convert(source, name))
+        except NotACharacter as error:
+            skipped.append((name, int(label), error.reason))
+        else:
+            labels.append(int(label))
+            kept.append(index)
+        progress.step(index + 1)
+    stacked = np.stack(images) if images else np.zeros((0, *settings.size), dtype=np.uint8)
+    return Conversion(
+        torch.from_numpy(stacked),
+        torch.tensor(labels, dtype=torch.int64),
+        torch.tensor(kept, dtype=torch.int64),
+        skipped,
+    )
+
+
+class _Progress:
+    """Logs how far a conversion is, every PROGRESS_SECONDS, and its end when it took that long."""
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.what = total, what
+        self.started = self.last = time.monotonic()
+
+    def step(self, done: int) -> None:
+        now = time.monotonic()
+        elapsed = now - self.started
+        if done == self.total:
+            if elapsed >= PROGRESS_SECONDS:
+                log.info("%s: converted %d images in %s.", self.what, self.total, _duration(elapsed))
+        elif now - self.last >= PROGRESS_SECONDS:
+            self.last = now
+            left = elapsed / done * (self.total - done)
+            log.info(
+                "%s: converted %d of %d images (%d%%), about %s left.",
+                self.what,
+                done,
+                self.total,
+                100 * done // self.total,
+                _duration(left),
+            )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def _named(skipped: Sequence[tuple[str, int, str]]) -> str:
+    """The first NAMED skipped files with their reasons, then how many more."""
+    named = "; ".join(f"{file} ({reason})" for file, _, reason in skipped[:NAMED])
+    more = len(skipped) - NAMED
+    return named + (f"; and {more} more" if more > 0 else "")

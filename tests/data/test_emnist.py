@@ -1,5 +1,7 @@
-"""EMNIST from fabricated files in the official format and torchvision's layout: offline loading,
-orientation, class names, splits, subsets, every error path, and a tiny training run."""
+"""EMNIST from fabricated files in the official format and torchvision's layout (offline loading,
+orientation, class names and the mapping file, splits, subsets, every error path, a tiny training run),
+and the real EMNIST balanced subset when ../shared/data has it: upright and unmirrored as an MNIST
+classifier reads its digits, labels as the official mapping names them, grids in class order."""
 
 import gzip
 import hashlib
@@ -16,8 +18,11 @@ from hydra.utils import instantiate
 from PIL import Image
 from torchvision.datasets import EMNIST
 
+from handwriting_gan.callbacks import samples
+from handwriting_gan.callbacks.samples import SampleGrid
 from handwriting_gan.data.emnist import SPLIT_CLASSES, EMNISTDataModule
 from handwriting_gan.errors import ConfigError, DataError
+from handwriting_gan.metrics.classifier import accuracy
 
 # The labels of the official emnist-balanced-mapping.txt, as ASCII codes in label order.
 BALANCED_MAPPING = [*range(48, 58), *range(65, 91), 97, 98, 100, 101, 102, 103, 104, 110, 113, 114, 116]
@@ -161,6 +166,65 @@ def test_paper_emnist_experiment(compose):
     assert cfg.trainer.max_epochs == 100 and cfg.name == "paper_emnist"
 
 
+# -- the mapping file ----------------------------------------------------------------------------
+def write_mapping(root: Path, split: str, lines: list[str]) -> Path:
+    path = root / "EMNIST" / "raw" / f"emnist-{split}-mapping.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
+def official_lines(split: str) -> list[str]:
+    """emnist-<split>-mapping.txt as published: `label code` per line (`label upper lower` for letters)."""
+    if split == "letters":
+        return [
+            f"{label + 1} {ord(name[0])} {ord(name[1])}" for label, name in enumerate(SPLIT_CLASSES[split])
+        ]
+    return [f"{label} {ord(name)}" for label, name in enumerate(SPLIT_CLASSES[split])]
+
+
+def test_the_official_mapping_file_agrees_with_the_class_names(tmp_path):
+    write_split(tmp_path, "balanced")
+    mapping = write_mapping(tmp_path, "balanced", official_lines("balanced"))
+    assert [int(line.split()[1]) for line in mapping.read_text().splitlines()] == BALANCED_MAPPING
+    images, _ = module(tmp_path).split(train=True)
+    assert len(images) == 47 * TRAIN_PER_CLASS
+    write_split(tmp_path, "letters", file_labels_start=1)
+    write_mapping(tmp_path, "letters", official_lines("letters"))  # two codes a label, numbered from 1
+    assert len(module(tmp_path, split="letters").split(train=True)[0]) == 26 * TRAIN_PER_CLASS
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        # Two classes swapped: every image of 'B' would be shown and exported as 'C'.
+        (
+            lambda lines: (
+                lines[:11] + [lines[12].replace("12", "11"), lines[11].replace("11", "12")] + lines[13:]
+            ),
+            "maps label 11 to 'C', but label 11 of EMNIST balanced is 'B' (2 of 47 labels differ)",
+        ),
+        (lambda lines: lines[:-1], "maps label 46 to nothing, but label 46 of EMNIST balanced is 't'"),
+        (lambda lines: [*lines, "47 117"], "lists labels [47] that EMNIST balanced does not have"),
+        # byclass's mapping (62 classes, every lowercase letter) put beside balanced's files.
+        (
+            lambda lines: official_lines("byclass"),
+            "maps label 38 to 'c', but label 38 of EMNIST balanced is 'd'",
+        ),
+        (lambda lines: [*lines[:5], "5 five", *lines[6:]], "line 6 ('5 five') is not 'label code [code]'"),
+    ],
+    ids=["swapped", "short", "extra", "another split", "malformed"],
+)
+def test_a_mapping_file_that_disagrees_is_refused(tmp_path, lines, expected):
+    write_split(tmp_path, "balanced")
+    mapping = write_mapping(tmp_path, "balanced", lines(official_lines("balanced")))
+    with pytest.raises(DataError) as error:
+        module(tmp_path).split(train=True)
+    message = str(error.value)
+    assert message.startswith(str(mapping)) and expected in message, message
+    assert "official" in message and "\n" not in message
+
+
 def test_unknown_split_names_the_valid_ones(tmp_path):
     with pytest.raises(ConfigError, match="dataset.split='bylower'.*balanced, letters"):
         module(tmp_path, split="bylower")
@@ -239,3 +303,79 @@ def test_tiny_training_run_on_emnist_draws_a_7x7_grid(balanced, cli, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     grid = Image.open(run_dir / "figures" / "samples_epoch_001.png")
     assert grid.size == (4 * (7 * 30 + 2),) * 2  # 7x7 images of 28 px, 2 px padding, enlarged 4 times
+
+
+# -- the real EMNIST balanced subset ------------------------------------------------------------
+def orientations(images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """uint8 images (N, 1, H, W) in all eight orientations of a square."""
+    return {
+        "upright": images,
+        "transposed (as stored)": images.transpose(2, 3),
+        "mirrored": images.flip(3),
+        "upside down": images.flip(2),
+        "rotated 180": images.flip(2, 3),
+        "rotated 90": torch.rot90(images, 1, (2, 3)),
+        "rotated 270": torch.rot90(images, 3, (2, 3)),
+        "transposed on the other diagonal": images.transpose(2, 3).flip(2, 3),
+    }
+
+
+@pytest.fixture(scope="module")
+def subset(emnist_subset_root) -> EMNISTDataModule:
+    return module(emnist_subset_root)
+
+
+def test_the_real_subset_loads_read_only_with_every_class(subset, emnist_subset_root):
+    before = sorted((p, p.stat().st_mtime_ns) for p in emnist_subset_root.rglob("*"))
+    for train in (True, False):
+        images, labels = subset.split(train=train)
+        assert images.shape == (2000, 1, 28, 28) and images.dtype == torch.uint8
+        assert labels.min() == 0 and labels.max() == 46
+        counts = torch.bincount(labels, minlength=47)
+        assert counts.min() >= 28 and counts.max() <= 55  # all 47 classes, as the data's README says
+    assert sorted((p, p.stat().st_mtime_ns) for p in emnist_subset_root.rglob("*")) == before
+
+
+def test_the_real_mapping_file_names_the_classes_in_label_order(subset):
+    assert subset.mapping_file.is_file()
+    lines = [line.split() for line in subset.mapping_file.read_text().splitlines()]
+    assert [int(label) for label, _ in lines] == list(range(47))
+    assert tuple(chr(int(code)) for _, code in lines) == subset.class_names
+    assert [int(code) for _, code in lines] == BALANCED_MAPPING
+
+
+def test_the_real_digits_read_upright_and_unmirrored_as_mnist(subset, mnist_reader):
+    """What fabricated files cannot show: an MNIST classifier reads the subset's digits as the loader
+    turns them, and none of the seven other orientations of a square comes near."""
+    images, labels = (
+        torch.cat(parts) for parts in zip(subset.split(train=True), subset.split(train=False), strict=True)
+    )
+    digits = labels < 10
+    assert digits.sum() > 800  # about 440 of each split
+    read = {
+        name: accuracy(mnist_reader, turned, labels[digits])
+        for name, turned in orientations(images[digits]).items()
+    }
+    upright = read.pop("upright")
+    assert upright >= 0.8, read
+    assert read["transposed (as stored)"] <= 0.3, read
+    assert max(read.values()) <= upright - 0.3, read
+
+
+def test_grids_show_the_real_classes_in_label_order_with_their_names(subset, monkeypatch, tmp_path):
+    """The real-samples sheet of a run takes one image of each class in label order, captioned with the
+    character the mapping file gives that label; a conditional grid's row r is label r, named the same."""
+    drawn = {}
+
+    def spy(images, captions, nrow, scale=2):
+        drawn.update(images=images, captions=captions, nrow=nrow)
+        return Image.new("L", (1, 1))
+
+    monkeypatch.setattr(samples, "captioned_grid", spy)
+    trainer = type("Trainer", (), {"datamodule": subset})()
+    SampleGrid(str(tmp_path)).on_train_start(trainer, None)
+    mapping = [chr(int(line.split()[1])) for line in subset.mapping_file.read_text().splitlines()]
+    assert drawn["nrow"] == 7 and drawn["captions"] == mapping + mapping[:2]  # 7 x 7 = 47 classes + 2
+    images, labels = subset.split(train=True)
+    first_of_class = [int(torch.nonzero(labels == label)[0]) for label in range(47)]
+    assert torch.equal(drawn["images"][:47], images[first_of_class])

@@ -1,7 +1,9 @@
 """`dataset=folder` on small folders drawn here with Pillow: every image mode and format, both ink
-polarities, grey paper and faint pencil, tiny and large images, the held-out split, the cache, every bad
-input, and the real Omniglot Latin alphabet when ../shared/data has it."""
+polarities, grey paper and faint pencil, tiny and large images, the held-out split, the cache and its
+report, junk that cannot be a character, every bad input, and the real Omniglot Latin alphabet when
+../shared/data has it."""
 
+import json
 import logging
 import os
 import zipfile
@@ -14,6 +16,7 @@ from hydra.utils import instantiate
 from PIL import Image, ImageDraw, ImageOps
 
 from handwriting_gan.data.folder import FolderDataModule
+from handwriting_gan.data.preprocess import report_path
 from handwriting_gan.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -317,8 +320,9 @@ def test_classes_few_shot_and_image_size_through_the_real_config(tmp_path, compo
     assert images.shape == (4, 1, 32, 32) and sorted(labels.tolist()) == [0, 0, 2, 2]
     assert sorted(dm.split(train=False)[1].tolist()) == [0, 2]
     assert dm.class_names == ("L", "Lx", "O")
-    (written,) = files_under(tmp_path / "cache")
-    assert written.parent == tmp_path / "cache" / "folder"
+    assert cfg.dataset.strict is False
+    written, report = files_under(tmp_path / "cache")
+    assert written.parent == tmp_path / "cache" / "folder" and report == report_path(written)
 
 
 def test_the_config_requires_a_path(compose):
@@ -343,9 +347,10 @@ def test_the_cache_serves_the_second_load_without_reading_any_image(tmp_path, mo
     refuse_to_read(monkeypatch)
     second = module(data, tmp_path / "cache").split(train=True)
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
-    (written,) = files_under(tmp_path / "cache")  # one complete file, no temporary left behind
+    written, report = files_under(tmp_path / "cache")  # complete files, no temporary left behind
     assert written.parent == tmp_path / "cache" / "folder" and written.name.startswith("data-")
     assert written.suffix == ".pt" and not written.name.startswith(".")
+    assert report == report_path(written) and json.loads(report.read_text())["usable"] == 6
     assert snapshot(data) == before  # the data folder is only read
 
 
@@ -376,7 +381,7 @@ def test_an_added_or_changed_image_or_another_setting_rebuilds_the_cache(tmp_pat
     assert module(data, cache, image_size=32).cache_path() != redrawn.cache_path()
     # The split is not part of the conversion: changing it reuses the cache.
     assert module(data, cache, test_per_class=1).cache_path() == redrawn.cache_path()
-    assert [p.name.startswith(".") for p in files_under(cache)] == [False] * 4
+    assert [p.name.startswith(".") for p in files_under(cache)] == [False] * 8  # 4 caches, 4 reports
 
 
 def test_an_unreadable_cache_says_to_delete_it(tmp_path):
@@ -428,8 +433,83 @@ def test_a_class_folder_without_images_is_named(tmp_path):
     assert "holds no image file" in assert_refused(data, tmp_path / "cache", data / "empty")
 
 
+def load_with_warnings(
+    data: Path, cache: Path, caplog, **kwargs
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(images, labels) of the whole folder and the warnings its load printed."""
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        images, labels = module(data, cache, test_fraction=0, **kwargs).split(train=True)
+    return images, labels, [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def junk(data: Path) -> dict[str, Path]:
+    """Files found in real folders that cannot be characters, each in a class that keeps good images."""
+    files = {
+        # The crop that made dataset=folder refuse a whole real folder: 1x2 pixels, no ink.
+        "crop": save(Image.new("L", (1, 2), 250), data / "L" / "crop.png"),
+        "speck": save(Image.new("L", (5, 3), 0), data / "O" / "speck.png"),  # all ink, 5x3 pixels
+        "white": save(Image.new("RGB", (60, 80), "white"), data / "L" / "white.png"),
+        "transparent": save(Image.new("RGBA", (60, 80), (0, 0, 0, 0)), data / "O" / "transparent.png"),
+        "garbage": data / "O" / "garbage.png",
+        "tiff": data / "L" / "broken.tif",
+    }
+    files["garbage"].write_bytes(b"this is not an image")
+    files["tiff"].write_bytes(b"II*\x00 not a tiff")
+    rng = np.random.default_rng(1)
+    noise = Image.fromarray(np.clip(rng.normal(200, 3, (80, 60)), 0, 255).astype(np.uint8))
+    files["scanned blank"] = save(noise, data / "O" / "scanned_blank.png")
+    return files
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow's own words on the broken TIFF
+def test_images_that_cannot_be_characters_are_skipped_counted_and_listed(tmp_path, caplog, monkeypatch):
+    data = make_folder(tmp_path / "data", {"L": 3, "O": 2})
+    bad = junk(data)
+    cache = tmp_path / "cache"
+    images, labels, warnings = load_with_warnings(data, cache, caplog)
+    assert len(images) == 5 and torch.bincount(labels).tolist() == [3, 2]
+    for image in images[:, 0].numpy():
+        assert_mnist_like(image, tall=False)
+    (line,) = warnings
+    report = report_path(module(data, cache).cache_path())
+    assert line.startswith(f"Skipped 7 of 12 images of {data} that cannot be characters: ")
+    assert f"{bad['tiff']} (cannot be read as an image" in line  # the first three, in listing order
+    assert f"{bad['crop']} (is 1x2 pixels, too small to hold a character" in line
+    assert f"{bad['white']} (has no ink" in line and "; and 4 more." in line
+    assert f"The full list: {report}." in line and "dataset.strict=true" in line
+
+    record = json.loads(report.read_text())
+    assert (record["images"], record["usable"], record["skipped"]) == (12, 5, 7)
+    assert record["per_class"] == {"L": {"usable": 3, "skipped": 3}, "O": {"usable": 2, "skipped": 4}}
+    reasons = {Path(entry["file"]).name: entry["reason"] for entry in record["skipped_files"]}
+    assert sorted(reasons) == sorted(path.name for path in bad.values())
+    assert reasons["speck.png"].startswith("is 5x3 pixels, too small")
+    assert reasons["garbage.png"].startswith("cannot be read as an image")
+    for blank in ("white.png", "transparent.png", "scanned_blank.png"):
+        assert reasons[blank].startswith("has no ink: ")
+
+    # From the cache: the same images and the same line, without reading any image.
+    refuse_to_read(monkeypatch)
+    again, _, warnings_again = load_with_warnings(data, cache, caplog)
+    assert torch.equal(again, images) and warnings_again == warnings
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
+def test_strict_refuses_a_folder_with_any_such_image_naming_them(tmp_path):
+    data = make_folder(tmp_path / "data", {"L": 3, "O": 2})
+    bad = junk(data)
+    with pytest.raises(DataError) as error:
+        module(data, tmp_path / "cache", strict=True).split(train=True)
+    message = str(error.value)
+    assert message.startswith(f"7 of 12 images of {data} cannot be characters and dataset.strict=true")
+    assert str(bad["tiff"]) in message and str(bad["crop"]) in message and "and 4 more" in message
+    assert str(report_path(module(data, tmp_path / "cache").cache_path())) in message
+    assert "set dataset.strict=false to train without them" in message and "\n" not in message
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated png", "truncated jpeg"])
-def test_an_unreadable_image_is_named(tmp_path, damage):
+def test_an_unreadable_image_is_named_with_its_reason(tmp_path, caplog, damage):
     data = make_folder(tmp_path / "data", {"L": 2, "O": 2})
     bad = data / "O" / ("bad.jpg" if damage == "truncated jpeg" else "bad.png")
     if damage == "garbage":
@@ -437,42 +517,28 @@ def test_an_unreadable_image_is_named(tmp_path, damage):
     else:
         save(in_mode(draw("O", (600, 800)), "RGB"), bad)
         bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
-    assert_refused(data, tmp_path / "cache", bad, "cannot be read", "dataset.skip_unreadable=true")
+    images, _, (line,) = load_with_warnings(data, tmp_path / "cache", caplog)
+    assert (
+        len(images) == 4 and "Skipped 1 of 5 images" in line and f"{bad} (cannot be read as an image" in line
+    )
+    with pytest.raises(DataError, match=f"{bad} \\(cannot be read as an image"):
+        module(data, tmp_path / "cache", strict=True).split(train=True)
 
 
-@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow's own words on the broken TIFF
-def test_skip_unreadable_leaves_bad_images_out_with_one_warning(tmp_path, caplog):
-    data = make_folder(tmp_path / "data", {"L": 2, "O": 2})
-    (data / "O" / "bad1.png").write_bytes(b"not an image")
-    (data / "L" / "bad2.tif").write_bytes(b"II*\x00 not a tiff")
-    cache = tmp_path / "cache"
-    with caplog.at_level(logging.WARNING, logger="handwriting_gan.data.folder"):
-        images, labels = module(data, cache, skip_unreadable=True, test_fraction=0).split(train=True)
-    assert len(images) == 4 and torch.bincount(labels).tolist() == [2, 2]
-    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert "Skipped 2 of 6 images" in warning.getMessage() and "bad1.png" in warning.getMessage()
-    # The cache remembers them: without skip_unreadable the same folder is still refused.
-    with pytest.raises(DataError, match="2 images cannot be read; the first: .*bad2.tif"):
-        module(data, cache).split(train=True)
-
-
-def test_a_class_of_only_unreadable_images_is_named_even_when_skipping(tmp_path):
+def test_a_class_left_without_a_usable_image_is_named(tmp_path):
     data = make_folder(tmp_path / "data", {"L": 2})
     (data / "O").mkdir()
     (data / "O" / "bad.png").write_bytes(b"not an image")
-    message = assert_refused(data, tmp_path / "cache", data / "O", skip_unreadable=True)
-    assert "has no readable image" in message
-
-
-def test_blank_images_are_named_all_at_once(tmp_path):
-    data = make_folder(tmp_path / "data", {"L": 2})
-    white = save(Image.new("RGB", (60, 80), "white"), data / "L" / "white.png")
-    rng = np.random.default_rng(1)
-    noise = Image.fromarray(np.clip(rng.normal(200, 3, (80, 60)), 0, 255).astype(np.uint8))
-    speckled = save(noise, data / "L" / "scanned_blank.png")
-    clear = save(Image.new("RGBA", (60, 80), (0, 0, 0, 0)), data / "L" / "transparent.png")
-    message = assert_refused(data, tmp_path / "cache", white, speckled, clear)
-    assert "3 images have no ink" in message
+    save(Image.new("L", (1, 2), 250), data / "O" / "crop.png")
+    with pytest.raises(DataError) as error:
+        module(data, tmp_path / "cache").split(train=True)
+    message = str(error.value)
+    assert message.startswith(f"Class folder {data / 'O'} has no usable image: none of its 2 images can be")
+    assert (
+        f"{data / 'O' / 'bad.png'} (cannot be read" in message
+        and f"{data / 'O' / 'crop.png'} (is 1x2" in message
+    )
+    assert "Replace them with readable images of the character, or remove the class." in message
 
 
 @pytest.mark.parametrize(
@@ -486,7 +552,7 @@ def test_blank_images_are_named_all_at_once(tmp_path):
         ({"image_shape": [3, 28, 28]}, "image_shape"),
         ({"test_fraction": 1.0}, "test_fraction"),
         ({"test_per_class": -1}, "test_per_class"),
-        ({"skip_unreadable": "yes"}, "skip_unreadable"),
+        ({"strict": "yes"}, "strict"),
         ({"path": None}, "path"),
     ],
 )
