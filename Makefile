@@ -22,11 +22,11 @@ install: $(STAMP) ## Create .venv and install the package with its pinned depend
 train: $(STAMP) ## Train on the embedded MNIST sample (extra Hydra overrides: make train ARGS="model=mlp4")
 	$(PY) -m handwriting_gan $(ARGS)
 
-test: $(STAMP) ## Run the fast test suite (a few minutes on 2 cores)
+test: $(STAMP) ## Run the fast suite: in-process tests and one command-line smoke run (under 5 min on 2 cores)
 	$(PY) -m pytest
 
-test-full: $(STAMP) ## Run every test, including the slow ones
-	$(PY) -m pytest -m ""
+test-full: $(STAMP) ## Run every test, also those that start processes or train long (what CI runs)
+	$(PY) -m pytest -m "" --durations=10
 
 lint: $(STAMP) ## Check lint and formatting with ruff
 	$(VENV)/bin/ruff check .

@@ -14,7 +14,6 @@ Training, resume, evaluate, export and the notebooks use this module and nothing
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from handwriting_gan.errors import CheckpointError, UserError
+from handwriting_gan.errors import CheckpointError
 
 if TYPE_CHECKING:  # torch and Lightning load only where a run's contents are read
     import lightning as L
@@ -31,11 +30,6 @@ if TYPE_CHECKING:  # torch and Lightning load only where a run's contents are re
 
 #: What Hydra writes into a run folder before the run itself starts.
 HYDRA_RECORD = frozenset({".hydra", "train.log"})
-#: A study's layout (handwriting_gan.study): its GAN runs are <out>/<STUDY_RUNS_FOLDER>/<key>, beside
-#: <out>/<STUDY_RESULTS_FILE>, whose "format" is STUDY_RESULTS_FORMAT and "settings" the study's.
-STUDY_RUNS_FOLDER = "runs"
-STUDY_RESULTS_FILE = "results.json"
-STUDY_RESULTS_FORMAT = "handwriting_gan.study"
 
 
 @dataclass(frozen=True)
@@ -106,6 +100,7 @@ class RunFolder:
 
     def require_resumable(self) -> None:
         """Raise unless training can continue from this folder."""
+        self.require_run("resume")
         if not self.overrides_file.is_file():
             raise CheckpointError(
                 f"resume={self.path} is not a run folder: it has no .hydra/overrides.yaml. Pass a folder "
@@ -125,13 +120,16 @@ class RunFolder:
                 f"another hydra.run.dir."
             )
 
-    def require_run(self, key: str, error: type[UserError] = CheckpointError) -> None:
-        """Raise `error` unless this folder exists and was made by the training command; `key` is the
-        option that named it (run_dir, init_from)."""
+    def require_run(self, key: str) -> None:
+        """Raise CheckpointError unless this folder exists and was made by the training command; `key` is
+        the option that named it (run_dir, resume, init_from): every command has this one rule and exit
+        code for a run folder it cannot use."""
         if not self.path.is_dir():
-            raise error(f"{key}={self.path} does not exist; pass a run folder such as outputs/<name>/<time>.")
+            raise CheckpointError(
+                f"{key}={self.path} does not exist; pass a run folder such as outputs/<name>/<time>."
+            )
         if not self.is_run():
-            raise error(
+            raise CheckpointError(
                 f"{key}={self.path} is not a run folder: it has no .hydra/config.yaml. Pass a folder "
                 f"made by `python -m handwriting_gan`, e.g. outputs/default/<timestamp>."
             )
@@ -147,21 +145,6 @@ class RunFolder:
             )
 
     # -- reading back -------------------------------------------------------------------------
-    def study_settings(self) -> dict | None:
-        """The settings of the study that made this run (from its results.json), or None for a run
-        outside a study (or beside an unreadable results file)."""
-        path = self.path.parent.parent / STUDY_RESULTS_FILE
-        if self.path.parent.name != STUDY_RUNS_FOLDER or not path.is_file():
-            return None
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("format") != STUDY_RESULTS_FORMAT:
-            return None
-        settings = data.get("settings")
-        return settings if isinstance(settings, dict) else None
-
     def overrides(self) -> list[str]:
         """The command-line overrides the run was started with (minus any resume=)."""
         return [str(o) for o in OmegaConf.load(self.overrides_file) if not str(o).startswith("resume=")]

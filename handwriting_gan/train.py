@@ -52,7 +52,7 @@ def prepare(argv: list[str]) -> list[str]:
     Hydra runs with. Sweeps (`-m`) are checked per job instead, since their overrides are lists."""
     argv = resume_arguments(argv)
     if any(arg.startswith("-") for arg in argv):
-        return argv
+        return claim_sweep_folder(argv)
     cfg = compose_checked("train", argv)
     validate(cfg)
     explicit = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None)
@@ -79,6 +79,27 @@ def prepare(argv: list[str]) -> list[str]:
     )
     run_dir = claim(hydra_cfg.hydra.run.dir)
     return [*argv, f"hydra.run.dir={run_dir}"]
+
+
+def claim_sweep_folder(argv: list[str]) -> list[str]:
+    """A sweep (`-m`) without its own `hydra.sweep.dir` gets its folder as a single run does: claimed
+    atomically, so two sweeps started in the same second never share one (the second gets `_2`)."""
+    if not {"-m", "--multirun"} & set(argv) or any(a.startswith("hydra.sweep.dir=") for a in argv):
+        return argv
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
+        hydra_cfg = compose_config(
+            [o.input_line for o in parsed if not o.is_sweep_override()],
+            config_name="train",
+            return_hydra_config=True,
+        )
+    except (HydraException, OmegaConfBaseException):
+        return argv  # a mistake on the command line: Hydra and each job's checks report it
+    return [*argv, f"hydra.sweep.dir={claim(hydra_cfg.hydra.sweep.dir)}"]
 
 
 # -- the run ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from handwriting_gan.errors import ConfigError
+from handwriting_gan.errors import CheckpointError
 from handwriting_gan.runs import RunFolder
 
 if TYPE_CHECKING:  # torch loads only when weights are copied (the command line's checks stay quick)
@@ -48,11 +48,11 @@ class WarmStart:
 
 
 def source_checkpoint(init_from: str | Path) -> Path:
-    """The checkpoint `init_from` names (a run folder), or a ConfigError saying what to pass instead."""
+    """The checkpoint `init_from` names (a run folder), or a CheckpointError saying what to pass instead."""
     run = RunFolder(init_from)
-    run.require_run("init_from", ConfigError)
+    run.require_run("init_from")
     if not run.checkpoint.is_file():
-        raise ConfigError(
+        raise CheckpointError(
             f"init_from={init_from} has no checkpoints/last.ckpt (the run ended before its first "
             f"checkpoint); pass a run that trained for at least one checkpoint interval."
         )
@@ -61,7 +61,7 @@ def source_checkpoint(init_from: str | Path) -> Path:
 
 def warm_start(game: nn.Module, init_from: str | Path) -> WarmStart:
     """Copy into `game` (the GAN LightningModule) every weight of G and D from the run `init_from`
-    whose name and shape match. Raises ConfigError when none of G's weights fit (another architecture:
+    whose name and shape match. Raises CheckpointError when none of G's weights fit (another architecture:
     warm-starting would silently train from scratch)."""
     import torch
 
@@ -81,7 +81,7 @@ def warm_start(game: nn.Module, init_from: str | Path) -> WarmStart:
         else:
             fresh.append((name, None if there is None else tuple(there.shape), tuple(tensor.shape)))
     if not any(name.startswith("generator.") for name in loaded):
-        raise ConfigError(
+        raise CheckpointError(
             f"init_from={init_from}: none of its generator's weights fit this run's generator (another "
             f"model or model size). Warm-start from a run of the same model group and sizes; only "
             f"num_classes may differ."

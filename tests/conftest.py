@@ -15,6 +15,14 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("HWGAN_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """A test that runs the command line through the `cli` fixture starts a process: mark it, so the fast
+    suite (`make test`) leaves it to `make test-full` without each test having to say so."""
+    for item in items:
+        if "cli" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.process)
+
+
 @pytest.fixture
 def compose(tmp_path):
     """compose(overrides) -> the real config with `paths.run_dir` inside the test's tmp_path."""

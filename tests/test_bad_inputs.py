@@ -16,6 +16,7 @@ CONFIG, DATA, CHECKPOINT = 3, 4, 5
 CONFIG_MISTAKES = [
     (["dataset=foo"], "Available options in 'dataset'"),
     (["model=mlp9"], "Available options in 'model'"),
+    (["model=_game"], "model=_game is not allowed"),
     (["experiment=nope"], "Available options in 'experiment'"),
     (["seed=abc"], "full_key: seed"),
     (["nope=1"], "Could not override 'nope'"),
@@ -151,12 +152,10 @@ def test_corrupt_chars74k_archive(cli, tmp_path):
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    from tests_support import run_cli
+    """A run folder as the training command leaves it, trained in process."""
+    from tests_support import train_in_process
 
-    base = tmp_path_factory.mktemp("finished")
-    result = run_cli([*FAST, f"hydra.run.dir={base / 'run'}"], cwd=base)
-    assert result.returncode == 0, result.stderr
-    return base / "run"
+    return train_in_process(FAST, tmp_path_factory.mktemp("finished") / "run")
 
 
 def test_resume_of_a_missing_folder(cli, tmp_path):

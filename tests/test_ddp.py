@@ -7,12 +7,16 @@ import os
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests_support import FAST, run_cli
+
+# Every test here starts processes of its own: `make test-full` runs them.
+pytestmark = pytest.mark.process
 
 TESTS = Path(__file__).resolve().parent
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "threads=1"]

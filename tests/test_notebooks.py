@@ -16,6 +16,9 @@ from handwriting_gan.study import study, study_config
 from handwriting_gan.train import train
 from tests_support import FAST, TOY_STUDY
 
+# Every test here starts processes of its own: `make test-full` runs them.
+pytestmark = pytest.mark.process
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
@@ -28,16 +31,13 @@ def trained_run(run_dir: Path, *overrides: str) -> Path:
     return run_dir
 
 
-def execute(notebook: Path, cwd: Path, env: dict | None = None) -> str:
-    """Run every cell in a fresh kernel started in `cwd`; returns everything the cells printed."""
+def execute(notebook: Path, cwd: Path) -> str:
+    """Run every cell in a fresh kernel started in `cwd`; returns everything the cells printed. The kernel
+    inherits this process's environment: tests set variables with `monkeypatch`, which restores them."""
     nb = nbformat.read(notebook, as_version=4)
     client = NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
     )
-    if env:
-        import os
-
-        os.environ.update(env)
     client.execute()
     return "".join(
         output.get("text", "")

@@ -12,6 +12,9 @@ import pytest
 
 from tests_support import TINY_CLASSIFIER
 
+# Every test here starts processes of its own: `make test-full` runs them.
+pytestmark = pytest.mark.process
+
 REPO = Path(__file__).resolve().parent.parent
 
 

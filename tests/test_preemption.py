@@ -15,6 +15,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+# Every test here starts processes of its own: `make test-full` runs them.
+pytestmark = pytest.mark.process
+
 TESTS = Path(__file__).resolve().parent
 RUN = [
     "dataset=fake",

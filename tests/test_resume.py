@@ -8,10 +8,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests_support import FAST
+
+# Every test here starts processes of its own: `make test-full` runs them.
+pytestmark = pytest.mark.process
 
 TESTS = Path(__file__).resolve().parent
 RUN = [

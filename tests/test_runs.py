@@ -44,6 +44,9 @@ def test_the_checks_follow_what_the_folder_holds(tmp_path):
     assert run.holds_run()
     with pytest.raises(CheckpointError, match="already holds a run"):
         run.require_new()
+    with pytest.raises(CheckpointError, match="does not exist"):
+        RunFolder(tmp_path / "run" / "figures").require_resumable()
+    (tmp_path / "run" / "figures").mkdir()
     with pytest.raises(CheckpointError, match="is not a run folder"):
         RunFolder(tmp_path / "run" / "figures").require_resumable()
 

@@ -2,15 +2,14 @@
 
 import os
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-import handwriting_gan
 import handwriting_gan.shell as shell
+from handwriting_gan.config import compose_config
 from handwriting_gan.errors import ConfigError
 
 
@@ -40,12 +39,8 @@ def test_idle_fraction_sees_a_busy_core():
 
 
 # -- Hydra plugins ---------------------------------------------------------------------------------
-# `hparams_search=...` once conf/train.yaml lists `hparams_search: null` among its defaults; `+` until then.
-SEARCH = (
-    ""
-    if "hparams_search:" in (Path(handwriting_gan.__file__).parent / "conf" / "train.yaml").read_text()
-    else "+"
-) + "hparams_search=optuna_fd"
+# As the README gives it: conf/train.yaml lists `hparams_search: null`, so no `+` is needed.
+SEARCH = "hparams_search=optuna_fd"
 
 
 @pytest.fixture
@@ -98,10 +93,24 @@ def test_the_command_prints_the_missing_plugin_in_one_line(without_plugin_config
     assert line.startswith("error: hydra/launcher=joblib needs a Hydra plugin") and "[cluster]" in line
 
 
-def test_installed_plugins_and_ordinary_command_lines_pass():
+def test_installed_plugins_and_ordinary_command_lines_pass(monkeypatch):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    composed = []
+
+    def recording(overrides, **kwargs):
+        composed.append(list(overrides))
+        return compose_config(overrides, **kwargs)
+
+    monkeypatch.setattr(shell, "compose_config", recording)
+    # An installed launcher: composed (without the sweep's values) and passed.
     shell.check_plugins("train", ["-m", "hydra/launcher=joblib", "d_steps=1,2", "debug=fast"])
-    shell.check_plugins("train", ["model=nonexistent"])  # not a plugin: left to the command's checks
+    assert composed == [["hydra/launcher=joblib", "debug=fast"]]
+    # A chooser whose mistake is not a missing plugin: composed, no hint, left to the command's checks.
+    shell.check_plugins("train", ["experiment=nonexistent"])
+    assert composed[-1] == ["experiment=nonexistent"]
+    # Nothing that could choose a plugin: not even composed.
+    shell.check_plugins("train", ["model=nonexistent"])
+    assert len(composed) == 2
 
 
 def test_an_override_of_a_callback_added_with_plus_is_accepted():

@@ -1,5 +1,6 @@
 """The training command as a user runs it: run folders, multirun, resume, experiments and errors."""
 
+import fnmatch
 import logging
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from handwriting_gan.models.generator_file import load_generator
 from tests_support import FAST
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def only(paths):
@@ -43,6 +46,27 @@ def test_multirun_gives_one_folder_per_job(cli, tmp_path):
         depths.append(generator.num_hidden_layers)
         assert (job / "figures" / "samples_epoch_001.png").is_file()
     assert depths == [3, 4]
+
+
+def test_two_sweeps_started_in_the_same_second_get_folders_of_their_own(tmp_path, monkeypatch):
+    import datetime
+
+    from handwriting_gan.train import prepare
+
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 2, 3, 4, 5)
+
+    monkeypatch.setattr("hydra.core.utils.datetime", Frozen)  # Hydra's ${now:...} resolver
+    monkeypatch.chdir(tmp_path)
+    argv = ["-m", "model=mlp3,mlp4", *FAST]
+    folders = [Path(prepare(argv)[-1].removeprefix("hydra.sweep.dir=")) for _ in range(2)]
+    base = tmp_path / "outputs" / "debug" / "multirun_2026-01-02_03-04-05"
+    assert [f.resolve() for f in folders] == [base, base.with_name(base.name + "_2")]
+    assert all(f.is_dir() for f in folders)
+    chosen = ["-m", "seed=1,2", *FAST, f"hydra.sweep.dir={tmp_path / 'mine'}"]
+    assert prepare(chosen) == chosen  # a folder the user chose is theirs
 
 
 def test_resume_continues_the_run_in_place(cli, tmp_path):
@@ -163,25 +187,53 @@ def test_cpu_bf16_support_comes_from_torch(monkeypatch, capability, avx512_bf16,
     assert assembly.cpu_has_bf16() is expected
 
 
-def test_run_folder_layout_matches_the_readme(cli, tmp_path):
-    run = tmp_path / "run"
-    assert cli([*FAST, f"hydra.run.dir={run}"]).returncode == 0
-    names = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
-    for expected in [
-        ".hydra/config.yaml",
-        ".hydra/overrides.yaml",
-        "checkpoints/last.ckpt",
-        "generator.pt",
-        "figures/samples_epoch_001.png",
-        "figures/samples_epoch_002.png",
-        "figures/losses.png",
-        "figures/progress.gif",
-        "tensorboard/hparams.yaml",
-    ]:
-        assert expected in names
-    assert not [n for n in names if Path(n).name.startswith(".") and "tmp" in n], "temp files left"
+def readme_run_folder_rows() -> list[str]:
+    """The paths in README's run-folder table (the one headed `| path | what |`), e.g. `.hydra/`,
+    `figures/samples_epoch_NNN.png`."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    start = lines.index("| path | what |")
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(line.split("|")[1].strip().strip("`"))
+    return rows
 
 
+def covers(row: str, name: str) -> bool:
+    """Whether README's row (a folder ending in `/`, or a file with NNN for an epoch number) names `name`."""
+    if row.endswith("/"):
+        return name.startswith(row)
+    return fnmatch.fnmatch(name, row.replace("NNN", "[0-9][0-9][0-9]"))
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The fast suite's one real command-line run (`python -m handwriting_gan debug=fast`, as a user
+    types it): its console output and the run folder it left."""
+    from tests_support import run_cli
+
+    cwd = tmp_path_factory.mktemp("smoke")
+    result = run_cli(["debug=fast"], cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return result, only((cwd / "outputs" / "debug").iterdir())
+
+
+def test_run_folder_layout_matches_the_readme(smoke_run):
+    _, run = smoke_run
+    names = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
+    rows = readme_run_folder_rows()
+    assert len(rows) >= 8, rows
+    for row in rows:
+        assert any(covers(row, name) for name in names), f"README lists {row}, the run has no such file"
+    for name in names:
+        assert any(covers(row, name) for row in rows), f"the run leaves {name}, which README does not list"
+    # Files written atomically go through hidden partial or temporary names; none may be left behind.
+    leftovers = [n for n in names if Path(n).name.startswith(".") or n.endswith((".partial", ".tmp"))]
+    assert not leftovers, leftovers
+
+
+@pytest.mark.process
 def test_two_runs_started_together_get_folders_of_their_own(tmp_path):
     import subprocess
     import sys
@@ -207,10 +259,8 @@ def test_two_runs_started_together_get_folders_of_their_own(tmp_path):
         assert (run / "generator.pt").is_file()
 
 
-def test_the_console_names_the_run_folder_and_says_each_thing_once(cli, tmp_path):
-    result = cli(["debug=fast"])
-    assert result.returncode == 0, result.stderr
-    run = only((tmp_path / "outputs" / "debug").iterdir())
+def test_the_console_names_the_run_folder_and_says_each_thing_once(smoke_run):
+    result, run = smoke_run
     output = result.stdout + result.stderr
     lines = [line for line in output.splitlines() if line.strip()]
     said = [line for line in result.stderr.splitlines() if line.strip()]

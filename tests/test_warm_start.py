@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from handwriting_gan.assembly import build_game
-from handwriting_gan.errors import ConfigError
+from handwriting_gan.errors import CheckpointError
 from handwriting_gan.warm_start import warm_start
 from tests_support import FAST
 
@@ -20,14 +20,11 @@ SMALL_CDCGAN = [
 
 @pytest.fixture(scope="module")
 def source_run(tmp_path_factory):
-    """A finished cdcgan run on 5 classes: the pretrained run others start from."""
-    from tests_support import run_cli
+    """A finished cdcgan run on 5 classes: the pretrained run others start from (trained in process)."""
+    from tests_support import train_in_process
 
-    root = tmp_path_factory.mktemp("source")
-    run = root / "run"
-    result = run_cli([*FAST, *SMALL_CDCGAN, "dataset.num_classes=5", f"hydra.run.dir={run}"], cwd=root)
-    assert result.returncode == 0, result.stderr
-    return run
+    overrides = [*FAST, *SMALL_CDCGAN, "dataset.num_classes=5"]
+    return train_in_process(overrides, tmp_path_factory.mktemp("source") / "run")
 
 
 def _checkpoint_weights(run) -> dict[str, torch.Tensor]:
@@ -111,10 +108,22 @@ def test_resume_of_a_warm_started_run_continues_from_its_own_checkpoint(cli, tmp
 )
 def test_init_from_that_is_not_a_run_is_refused_before_any_folder(cli, tmp_path, make, expected):
     result = cli([*FAST, f"init_from={make(tmp_path)}"])
-    assert result.returncode != 0
+    assert result.returncode == CheckpointError.exit_code  # the same code as resume= of such a folder
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("option", ["init_from", "resume"])
+def test_a_missing_run_folder_is_the_same_error_for_init_from_and_resume(tmp_path, option):
+    from handwriting_gan.runs import RunFolder
+    from handwriting_gan.warm_start import source_checkpoint
+
+    check = {"init_from": source_checkpoint, "resume": lambda p: RunFolder(p).require_resumable()}[option]
+    with pytest.raises(CheckpointError, match=f"{option}=.*does not exist"):
+        check(tmp_path / "missing")
+    with pytest.raises(CheckpointError, match=f"{option}=.*is not a run folder"):
+        check(tmp_path)
 
 
 def test_init_from_a_run_without_checkpoint_says_so(compose, tmp_path, source_run):
@@ -124,13 +133,13 @@ def test_init_from_a_run_without_checkpoint_says_so(compose, tmp_path, source_ru
     shutil.copytree(source_run, copy)
     (copy / "checkpoints" / "last.ckpt").unlink()
     game = build_game(compose([*FAST, *SMALL_CDCGAN]), num_classes=10)
-    with pytest.raises(ConfigError, match="has no checkpoints/last.ckpt"):
+    with pytest.raises(CheckpointError, match="has no checkpoints/last.ckpt"):
         warm_start(game, copy)
 
 
 def test_init_from_another_architecture_is_refused(cli, tmp_path, source_run):
     result = cli([*FAST, "model=mlp3", f"init_from={source_run}"])
-    assert result.returncode != 0
+    assert result.returncode == CheckpointError.exit_code
     assert "none of its generator's weights fit" in result.stderr
     assert "Traceback" not in result.stderr
     assert not any((tmp_path / "outputs").rglob("generator.pt"))

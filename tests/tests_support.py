@@ -58,6 +58,22 @@ def run_cli(args: list[str], cwd: Path, module: str = "handwriting_gan", timeout
     )
 
 
+def train_in_process(overrides: list[str], run_dir: Path) -> Path:
+    """Train a run in this process and leave its folder as the command line does (with Hydra's record
+    of the config and overrides), without the seconds a process start costs."""
+    from omegaconf import OmegaConf
+
+    from handwriting_gan.config import compose_config
+    from handwriting_gan.train import train
+
+    cfg = compose_config(overrides, run_dir=run_dir)
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create(list(overrides)), run_dir / ".hydra" / "overrides.yaml")
+    train(cfg)
+    return run_dir
+
+
 def write_untrained_run(cfg, run_dir: Path) -> Path:
     """A run folder as training leaves it (config record and generator.pt), without the training."""
     from hydra.utils import instantiate
