@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README's GPU rows in one go, on one CUDA GPU: the GPU-path tests, the throughput table (float32 and
+# The GPU rows of docs/results/throughput.md and quality.md in one go, on one CUDA GPU: the GPU-path tests, the throughput table (float32 and
 # bf16), the study's 100 MNIST epochs timed end to end, and the conditional quality runs evaluated
 # with 10,000 samples against the full MNIST test split. Each stage has its own time limit, so one
 # slow stage cannot take the others' results with it.

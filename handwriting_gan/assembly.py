@@ -78,7 +78,7 @@ def warn_emulated_bf16(cfg: DictConfig) -> None:
         log.warning(
             "trainer.precision=%s on a CPU without bfloat16 instructions (no AVX-512 BF16 or AMX): torch "
             "emulates them, and the study's MLP step ran 12x slower than with 32-true on such a CPU "
-            "(README, Throughput). Use trainer.precision=32-true here.",
+            "(docs/results/throughput.md). Use trainer.precision=32-true here.",
             precision,
         )
 

@@ -39,7 +39,7 @@ def test_idle_fraction_sees_a_busy_core():
 
 
 # -- Hydra plugins ---------------------------------------------------------------------------------
-# As the README gives it: conf/train.yaml lists `hparams_search: null`, so no `+` is needed.
+# As docs/guide/sweeps.md gives it: conf/train.yaml lists `hparams_search: null`, so no `+` is needed.
 SEARCH = "hparams_search=optuna_fd"
 
 

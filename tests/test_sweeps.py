@@ -14,7 +14,7 @@ from tests_support import FAST, TINY_CLASSIFIER, run_cli
 # Every test here starts processes of its own: `make test-full` runs them.
 pytestmark = pytest.mark.process
 
-# As the README gives it: conf/train.yaml lists `hparams_search: null`, so no `+` is needed.
+# As docs/guide/sweeps.md gives it: conf/train.yaml lists `hparams_search: null`, so no `+` is needed.
 SEARCH = "hparams_search=optuna_fd"
 
 TINY_QUALITY = ["callbacks.quality.num_samples=64", *TINY_CLASSIFIER]

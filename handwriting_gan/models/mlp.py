@@ -5,7 +5,7 @@ Generator: z ~ N(0, I) [+ label embedding] -> [Linear, activation] per hidden wi
 Discriminator: image -> [Linear, LeakyReLU(0.2), Dropout(0.3)] per width -> Linear, plus, when
 conditional, the projection term <embedding(label), last hidden features> (Miyato & Koyama 2018).
 The study's text gives the generator ReLU; `conf/model/mlp3.yaml` keeps LeakyReLU(0.2), which the
-project's runs were measured with (see README, "Models").
+project's runs were measured with (docs/guide/models.md).
 """
 
 from __future__ import annotations
