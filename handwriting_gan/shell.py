@@ -30,17 +30,7 @@ def command(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[],
 
     @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
     def _entry(cfg: DictConfig) -> Any:
-        from hydra.core.hydra_config import HydraConfig
-
-        quiet_dependencies()
-        given = _COMMAND_LINE.set(tuple(str(o) for o in HydraConfig.get().overrides.task))
-        try:
-            with job_command_line(cfg):
-                return task(cfg)
-        except UserError as error:
-            exit_with(error)
-        finally:
-            _COMMAND_LINE.reset(given)
+        return _run_task(task, cfg)
 
     def _run() -> Any:
         try:
@@ -52,7 +42,24 @@ def command(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[],
     return _run
 
 
-#: The overrides of the command line whose task is running (set by `command` for the task's duration).
+def _run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """One job of a command: `task(cfg)` with quiet logging and the job's own command line. A module
+    function, not part of `command`'s closure, because launchers such as submitit pickle the entry
+    point by value, and the ContextVar below cannot be pickled (a module function is pickled by name)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    quiet_dependencies()
+    given = _COMMAND_LINE.set(tuple(str(o) for o in HydraConfig.get().overrides.task))
+    try:
+        with job_command_line(cfg):
+            return task(cfg)
+    except UserError as error:
+        exit_with(error)
+    finally:
+        _COMMAND_LINE.reset(given)
+
+
+#: The overrides of the command line whose task is running (set by `_run_task` for the task's duration).
 _COMMAND_LINE: ContextVar[tuple[str, ...] | None] = ContextVar("command_line", default=None)
 
 

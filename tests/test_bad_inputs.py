@@ -159,11 +159,17 @@ def finished_run(tmp_path_factory):
 
 
 def test_resume_of_a_missing_folder(cli, tmp_path):
-    assert_refused(cli([f"resume={tmp_path / 'nowhere'}"]), CHECKPOINT, "is not a run folder")
+    assert_refused(cli([f"resume={tmp_path / 'nowhere'}"]), CHECKPOINT, "does not exist")
+
+
+def test_resume_of_a_folder_that_is_not_a_run(cli, tmp_path):
+    (tmp_path / "mine").mkdir()
+    assert_refused(cli([f"resume={tmp_path / 'mine'}"]), CHECKPOINT, "is not a run folder")
 
 
 def test_resume_of_a_run_without_checkpoint(cli, tmp_path):
     (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / ".hydra" / "config.yaml").write_text("{}\n")
     (tmp_path / "run" / ".hydra" / "overrides.yaml").write_text("[]\n")
     assert_refused(cli([f"resume={tmp_path / 'run'}"]), CHECKPOINT, "has no checkpoints/last.ckpt")
 
@@ -225,29 +231,38 @@ def character_folder(root: Path, classes: list[str], per_class: int = 3) -> Path
     return root
 
 
+def unreadable_image(root: Path) -> Path:
+    character_folder(root, ["A", "B"])
+    (root / "A" / "1.png").write_bytes(b"not a png")
+    return root
+
+
+def class_without_usable_image(root: Path) -> Path:
+    character_folder(root, ["A"])
+    (root / "B").mkdir()
+    (root / "B" / "0.png").write_bytes(b"not a png")
+    return root
+
+
 @pytest.mark.parametrize(
-    ("setup", "message"),
+    ("setup", "extra", "message"),
     [
-        (lambda root: root, "does not exist"),
+        (lambda root: root, [], "does not exist"),
         (
             lambda root: (root.parent.mkdir(parents=True, exist_ok=True), root.write_text("x"), root)[-1],
+            [],
             "is a file",
         ),
-        (
-            lambda root: (
-                character_folder(root, ["A"]),
-                (root / "A" / "1.png").write_bytes(b"not a png"),
-                root,
-            )[-1],
-            "1.png",
-        ),
+        # One bad file is skipped by default (tests/data/test_folder.py); strict refuses it by name.
+        (unreadable_image, ["dataset.strict=true"], "1.png"),
+        (class_without_usable_image, [], "B"),
     ],
-    ids=["missing", "a file", "unreadable image"],
+    ids=["missing", "a file", "unreadable image, strict", "a class with no usable image"],
 )
-def test_folder_dataset_mistakes_exit_4_and_write_nothing(cli, tmp_path, setup, message):
+def test_folder_dataset_mistakes_exit_4_and_write_nothing(cli, tmp_path, setup, extra, message):
     data = setup(tmp_path / "letters")
     before = tree(tmp_path)
-    result = cli(["dataset=folder", f"dataset.path={data}", "trainer.max_epochs=1"])
+    result = cli(["dataset=folder", f"dataset.path={data}", "trainer.max_epochs=1", *extra])
     assert_refused(result, DATA, message)
     assert tree(tmp_path) == before  # no run folder, no cache, the data untouched
 

@@ -176,14 +176,17 @@ class Chars74KDataModule(ImageDataModule):
         if self._all is None:
             scans = self.scans()
             path = self.cache_path(scans)
-            conversion = Conversion.load(path) if path.is_file() else self._build_cache(path, scans)
+            cached = path.is_file()
+            conversion = Conversion.load(path) if cached else self._convert(path, scans)
             classes = [f"Class {name!r} (Sample{label + 1:03d})" for label, name in enumerate(CLASS_NAMES)]
             conversion.accept(classes, str(scans.source), self.strict, report_path(path))
+            if not cached:  # only what is accepted is cached: a refused dataset leaves nothing behind
+                conversion.save(path, str(scans.source), self.preprocessing, CLASS_NAMES)
             samples = torch.tensor(scans.samples, dtype=torch.int64)[conversion.kept]
             self._all = (conversion.images, conversion.labels, samples)
         return self._all
 
-    def _build_cache(self, path: Path, scans: Scans) -> Conversion:
+    def _convert(self, path: Path, scans: Scans) -> Conversion:
         log.info(
             "Preprocessing the %d scans of %s once into %s (later loads read it)",
             len(scans.names),
@@ -194,9 +197,7 @@ class Chars74KDataModule(ImageDataModule):
             (scans.display(name), label, io.BytesIO(content))
             for name, label, content in zip(scans.names, scans.labels, scans.contents, strict=True)
         ]
-        conversion = convert_characters(files, self.preprocessing, "Chars74K")
-        conversion.save(path, str(scans.source), self.preprocessing, CLASS_NAMES)
-        return conversion
+        return convert_characters(files, self.preprocessing, "Chars74K")
 
     # -- reading the scans ---------------------------------------------------------------------
     def scans(self) -> Scans:

@@ -188,23 +188,24 @@ class FolderDataModule(ImageDataModule):
         """Every usable image as (uint8 images (N, H, W), int64 labels), in listing order."""
         if self._all is None:
             path = self.cache_path()
-            conversion = Conversion.load(path) if path.is_file() else self._build_cache(path)
+            cached = path.is_file()
+            conversion = Conversion.load(path) if cached else self._convert(path)
             listing = self.listing()
             classes = [f"Class folder {self.path / name}" for name in listing.class_names]
             conversion.accept(classes, str(self.path), self.strict, report_path(path))
+            if not cached:  # only what is accepted is cached: a refused folder leaves nothing behind
+                conversion.save(path, str(self.path), self.preprocessing, listing.class_names)
             self._all = (conversion.images, conversion.labels)
         return self._all
 
-    def _build_cache(self, path: Path) -> Conversion:
+    def _convert(self, path: Path) -> Conversion:
         listing = self.listing()
         log.info("Converting the %d images of %s once into %s", len(listing.files), self.path, path)
         files = [
             (str(self.path / name), label, self.path / name)
             for name, label in zip(listing.files, listing.labels, strict=True)
         ]
-        conversion = convert_characters(files, self.preprocessing, str(self.path))
-        conversion.save(path, str(self.path), self.preprocessing, listing.class_names)
-        return conversion
+        return convert_characters(files, self.preprocessing, str(self.path))
 
     # -- the held-out split ---------------------------------------------------------------------
     def _load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:

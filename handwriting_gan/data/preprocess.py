@@ -342,11 +342,19 @@ class Conversion:
         them and names the first few. DataError instead when `strict` and any was left out, or when a class
         that had files keeps none (`classes[label]` names the class in the message, e.g. "Class folder
         ~/letters/a"). `report` is the file that lists them all."""
+        # A refusal writes nothing, so it names the report only where an earlier, accepted load wrote it.
+        refused_list = ""
+        if report is not None:
+            refused_list = (
+                f" The full list: {report}."
+                if report.is_file()
+                else f" A load with dataset.strict=false writes the full list to {report}."
+            )
         full_list = f" The full list: {report}." if report is not None else ""
         if self.skipped and strict:
             raise DataError(
                 f"{len(self.skipped)} of {self.total} images of {source} cannot be characters and "
-                f"dataset.strict=true refuses them: {_named(self.skipped)}.{full_list} Replace or remove "
+                f"dataset.strict=true refuses them: {_named(self.skipped)}.{refused_list} Replace or remove "
                 f"them, or set dataset.strict=false to train without them."
             )
         usable = torch.bincount(self.labels, minlength=len(classes))
@@ -355,7 +363,7 @@ class Conversion:
                 lost = [entry for entry in self.skipped if entry[1] == label]
                 raise DataError(
                     f"{classes[label]} has no usable image: none of its {len(lost)} images can be a "
-                    f"character ({_named(lost)}).{full_list} Replace them with readable images of the "
+                    f"character ({_named(lost)}).{refused_list} Replace them with readable images of the "
                     f"character, or remove the class."
                 )
         if self.skipped:

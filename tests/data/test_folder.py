@@ -504,8 +504,10 @@ def test_strict_refuses_a_folder_with_any_such_image_naming_them(tmp_path):
     message = str(error.value)
     assert message.startswith(f"7 of 12 images of {data} cannot be characters and dataset.strict=true")
     assert str(bad["tiff"]) in message and str(bad["crop"]) in message and "and 4 more" in message
-    assert str(report_path(module(data, tmp_path / "cache").cache_path())) in message
+    report = report_path(module(data, tmp_path / "cache").cache_path())
+    assert f"dataset.strict=false writes the full list to {report}" in message
     assert "set dataset.strict=false to train without them" in message and "\n" not in message
+    assert not any((tmp_path / "cache").rglob("*.*"))  # refused: nothing cached, no report
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated png", "truncated jpeg"])
