@@ -11,8 +11,8 @@ Usage: python benchmarks/quality.py [--epochs 5] [--models mlp3 mlp4] [--runs "e
        [--set trainer=gpu model.cuda_graph=true] [--max-time 00:00:10:00] [--data-dir ../shared/data]
        [--num-samples 10000] [--threads N] [--device cpu|cuda] [--cache-dir cache] [--keep DIR]
 Prints a markdown table; the wall time is the training's (the evaluation's is beside it). FD / floor,
-label agreement, CAS / CAS on real images and per-class recall are the targets of docs/results/quality.md's tables
-(the last three for class-conditional models only).
+label agreement, CAS / CAS on real images and per-class recall are the targets of the tables in
+docs/results/quality.md (the last three for class-conditional models only).
 """
 
 from __future__ import annotations
