@@ -89,23 +89,29 @@ PLUGIN_EXTRAS = {
 PLUGIN_CHOOSERS = ("hydra/", "hparams_search", "experiment")
 
 
+def compose_without_sweeps(config_name: str, argv: Sequence[str]) -> DictConfig:
+    """`conf/<config_name>.yaml` composed with Hydra's own settings and the command line's overrides,
+    less its flags (`-m`) and swept values (`d_steps=1,2`): what every job of a sweep shares. Raises
+    Hydra's or OmegaConf's error for a mistake."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([arg for arg in argv if not arg.startswith("-")])
+    return compose_config(
+        [o.input_line for o in parsed if not o.is_sweep_override()],
+        config_name=config_name,
+        return_hydra_config=True,
+    )
+
+
 def check_plugins(config_name: str, argv: Sequence[str]) -> None:
     """Raise ConfigError naming the extra to install when the command line chooses a Hydra sweeper or
     launcher (directly, e.g. `hydra/launcher=joblib`, or through a config such as
     `hparams_search=optuna_fd`) whose plugin is not installed. Hydra itself would print a page of
     search paths and available options."""
-    arguments = [arg for arg in argv if not arg.startswith("-")]
-    if not any(_key(arg).startswith(PLUGIN_CHOOSERS) for arg in arguments):
+    if not any(_key(arg).startswith(PLUGIN_CHOOSERS) for arg in argv if not arg.startswith("-")):
         return
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     try:
-        parsed = OverridesParser.create().parse_overrides(arguments)
-        compose_config(
-            [o.input_line for o in parsed if not o.is_sweep_override()],
-            config_name=config_name,
-            return_hydra_config=True,
-        )
+        compose_without_sweeps(config_name, argv)
     except (HydraException, OmegaConfBaseException) as error:
         hint = plugin_hint(str(error))
         if hint:

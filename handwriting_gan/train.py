@@ -24,7 +24,14 @@ from handwriting_gan.config import compose_config
 from handwriting_gan.errors import ConfigError, UserError, exit_with
 from handwriting_gan.runs import RunFolder, claim
 from handwriting_gan.schema import validate
-from handwriting_gan.shell import command, compose_checked, quiet_dependencies, say, set_threads
+from handwriting_gan.shell import (
+    command,
+    compose_checked,
+    compose_without_sweeps,
+    quiet_dependencies,
+    say,
+    set_threads,
+)
 from handwriting_gan.warm_start import source_checkpoint, warm_start
 
 log = logging.getLogger(__name__)
@@ -86,17 +93,11 @@ def claim_sweep_folder(argv: list[str]) -> list[str]:
     atomically, so two sweeps started in the same second never share one (the second gets `_2`)."""
     if not {"-m", "--multirun"} & set(argv) or any(a.startswith("hydra.sweep.dir=") for a in argv):
         return argv
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        parsed = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
-        hydra_cfg = compose_config(
-            [o.input_line for o in parsed if not o.is_sweep_override()],
-            config_name="train",
-            return_hydra_config=True,
-        )
+        hydra_cfg = compose_without_sweeps("train", argv)
     except (HydraException, OmegaConfBaseException):
         return argv  # a mistake on the command line: Hydra and each job's checks report it
     return [*argv, f"hydra.sweep.dir={claim(hydra_cfg.hydra.sweep.dir)}"]
