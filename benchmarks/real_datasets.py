@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from handwriting_gan.config import compose_config, instantiate
-from handwriting_gan.data.preprocess import report_path
+from handwriting_gan.data.conversion import report_path
 from handwriting_gan.metrics.cache import load_or_train
 from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS, accuracy, extract
 

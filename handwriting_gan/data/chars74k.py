@@ -19,13 +19,8 @@ import torch
 from torchvision.datasets.utils import download_url
 
 from handwriting_gan.data.base import ImageDataModule
-from handwriting_gan.data.preprocess import (
-    Conversion,
-    Preprocessing,
-    convert_characters,
-    image_suffixes,
-    report_path,
-)
+from handwriting_gan.data.conversion import Conversion, convert_characters
+from handwriting_gan.data.preprocess import Preprocessing, image_suffixes
 from handwriting_gan.errors import ConfigError, DataError
 from handwriting_gan.files import atomic_path
 
@@ -79,7 +74,7 @@ class Chars74KDataModule(ImageDataModule):
     `download`, the archive is fetched there. The preprocessed tensors are written once to
     `<cache_dir>/chars74k/`, under a name made of a hash of the scans' names and contents and every
     preprocessing setting, with a report beside it. A scan that cannot be a character is left out
-    unless `strict` (preprocess.Conversion.accept). The test split is the last `test_per_class` samples
+    unless `strict` (conversion.Conversion.accept). The test split is the last `test_per_class` samples
     of each class by file number; the others are the training split.
     """
 
@@ -176,12 +171,16 @@ class Chars74KDataModule(ImageDataModule):
         if self._all is None:
             scans = self.scans()
             path = self.cache_path(scans)
-            cached = path.is_file()
-            conversion = Conversion.load(path) if cached else self._convert(path, scans)
             classes = [f"Class {name!r} (Sample{label + 1:03d})" for label, name in enumerate(CLASS_NAMES)]
-            conversion.accept(classes, str(scans.source), self.strict, report_path(path))
-            if not cached:  # only what is accepted is cached: a refused dataset leaves nothing behind
-                conversion.save(path, str(scans.source), self.preprocessing, CLASS_NAMES)
+            conversion = Conversion.cached(
+                path,
+                lambda: self._convert(path, scans),
+                classes,
+                str(scans.source),
+                self.strict,
+                self.preprocessing,
+                CLASS_NAMES,
+            )
             samples = torch.tensor(scans.samples, dtype=torch.int64)[conversion.kept]
             self._all = (conversion.images, conversion.labels, samples)
         return self._all

@@ -14,13 +14,8 @@ import numpy as np
 import torch
 
 from handwriting_gan.data.base import ImageDataModule
-from handwriting_gan.data.preprocess import (
-    Conversion,
-    Preprocessing,
-    convert_characters,
-    image_suffixes,
-    report_path,
-)
+from handwriting_gan.data.conversion import Conversion, convert_characters
+from handwriting_gan.data.preprocess import Preprocessing, image_suffixes
 from handwriting_gan.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -54,7 +49,7 @@ class FolderDataModule(ImageDataModule):
     `image_size`), once: the result is cached in `<cache_dir>/folder/` under a hash of the folder's
     listing and those settings, with a report beside it. An image that cannot be a character
     (unreadable, blank, too small) is left out with one console line, unless `strict`
-    (preprocess.Conversion.accept). The folder itself is only read. Of each class, `test_per_class` images,
+    (conversion.Conversion.accept). The folder itself is only read. Of each class, `test_per_class` images,
     or when that is None a `test_fraction` of them, are held out as the test split, drawn by `seed`;
     at least one image of every class stays for training. Single-class folders load (an unconditional
     GAN needs no labels); `num_classes` tells a conditional model it has too few.
@@ -187,14 +182,17 @@ class FolderDataModule(ImageDataModule):
     def converted(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every usable image as (uint8 images (N, H, W), int64 labels), in listing order."""
         if self._all is None:
-            path = self.cache_path()
-            cached = path.is_file()
-            conversion = Conversion.load(path) if cached else self._convert(path)
-            listing = self.listing()
+            path, listing = self.cache_path(), self.listing()
             classes = [f"Class folder {self.path / name}" for name in listing.class_names]
-            conversion.accept(classes, str(self.path), self.strict, report_path(path))
-            if not cached:  # only what is accepted is cached: a refused folder leaves nothing behind
-                conversion.save(path, str(self.path), self.preprocessing, listing.class_names)
+            conversion = Conversion.cached(
+                path,
+                lambda: self._convert(path),
+                classes,
+                str(self.path),
+                self.strict,
+                self.preprocessing,
+                listing.class_names,
+            )
             self._all = (conversion.images, conversion.labels)
         return self._all
 

@@ -1,25 +1,19 @@
-"""The one conversion of character image files into MNIST's format (paper black, ink white, cropped,
-fitted and centred by centre of mass), and the one rule for files that cannot be characters, shared by
-every dataset read from image files (Chars74K, folder).
+"""The one conversion of a character image file into MNIST's format (paper black, ink white, cropped,
+fitted and centred by centre of mass), shared by every dataset read from image files (Chars74K,
+folder); handwriting_gan.data.conversion converts a whole set of them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import IO
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from handwriting_gan.errors import ConfigError, DataError
-from handwriting_gan.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +34,6 @@ PAPER_SPREAD = 3.0
 MAX_SIDE = 1024
 # An image whose longer side is shorter than this cannot be told to be any character (a stray 1x2 crop).
 MIN_SIDE = 8
-# How many skipped files a console line or an error names before it only counts the rest.
-NAMED = 3
-# A long conversion says how far it is at most this often.
-PROGRESS_SECONDS = 15.0
 
 Source = str | os.PathLike | IO[bytes]
 
@@ -317,175 +307,3 @@ def _no_ink(name: str, why: str) -> NotACharacter:
         "Remove the image if it is blank; if its strokes are there but faint, set dataset.ink_threshold "
         "to the ink strength (1-255) from which a pixel counts as ink.",
     )
-
-
-# -- a set of files, and the rule for those that cannot be characters --------------------------------
-@dataclass
-class Conversion:
-    """Files converted by `convert_characters`: the usable ones as images, the others with the reason.
-
-    `images` (uint8, N x H x W), `labels` and `kept` (each image's position in the input) cover the usable
-    files in input order; `skipped` lists (file, label, reason) of the others.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    kept: torch.Tensor
-    skipped: list[tuple[str, int, str]] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return len(self.kept) + len(self.skipped)
-
-    def accept(self, classes: Sequence[str], source: str, strict: bool, report: Path | None = None) -> None:
-        """The one rule for files that cannot be characters: they are left out, and one console line counts
-        them and names the first few. DataError instead when `strict` and any was left out, or when a class
-        that had files keeps none (`classes[label]` names the class in the message, e.g. "Class folder
-        ~/letters/a"). `report` is the file that lists them all."""
-        # A refusal writes nothing, so it names the report only where an earlier, accepted load wrote it.
-        refused_list = ""
-        if report is not None:
-            refused_list = (
-                f" The full list: {report}."
-                if report.is_file()
-                else f" A load with dataset.strict=false writes the full list to {report}."
-            )
-        full_list = f" The full list: {report}." if report is not None else ""
-        if self.skipped and strict:
-            raise DataError(
-                f"{len(self.skipped)} of {self.total} images of {source} cannot be characters and "
-                f"dataset.strict=true refuses them: {_named(self.skipped)}.{refused_list} Replace or remove "
-                f"them, or set dataset.strict=false to train without them."
-            )
-        usable = torch.bincount(self.labels, minlength=len(classes))
-        for label in sorted({label for _, label, _ in self.skipped}):
-            if usable[label] == 0:
-                lost = [entry for entry in self.skipped if entry[1] == label]
-                raise DataError(
-                    f"{classes[label]} has no usable image: none of its {len(lost)} images can be a "
-                    f"character ({_named(lost)}).{refused_list} Replace them with readable images of the "
-                    f"character, or remove the class."
-                )
-        if self.skipped:
-            log.warning(
-                "Skipped %d of %d images of %s that cannot be characters: %s.%s Set dataset.strict=true to "
-                "refuse them instead.",
-                len(self.skipped),
-                self.total,
-                source,
-                _named(self.skipped),
-                full_list,
-            )
-
-    def save(self, path: Path, source: str, settings: Preprocessing, class_names: Sequence[str]) -> None:
-        """Write the cache file `path` and, beside it, its report (`report_path`): what was read (`source`,
-        a path), how many images of each class are usable, and every file left out with the reason. Both
-        atomically."""
-        usable = torch.bincount(self.labels, minlength=len(class_names)).tolist()
-        left_out = [0] * len(class_names)
-        for _, label, _ in self.skipped:
-            left_out[label] += 1
-        report = {
-            "source": str(Path(source).resolve()),
-            "preprocessing": settings.key,
-            "images": self.total,
-            "usable": len(self.kept),
-            "skipped": len(self.skipped),
-            "per_class": {
-                str(name): {"usable": usable[label], "skipped": left_out[label]}
-                for label, name in enumerate(class_names)
-            },
-            "skipped_files": [
-                {"file": file, "class": str(class_names[label]), "reason": reason}
-                for file, label, reason in self.skipped
-            ],
-        }
-        data = {
-            "images": self.images,
-            "labels": self.labels,
-            "kept": self.kept,
-            "skipped": [list(entry) for entry in self.skipped],
-        }
-        with atomic_path(path) as tmp:
-            torch.save(data, tmp)
-        with atomic_path(report_path(path)) as tmp:
-            tmp.write_text(json.dumps(report, indent=1) + "\n")
-
-    @classmethod
-    def load(cls, path: Path) -> Conversion:
-        """A conversion saved by `save`; DataError saying to delete the file when it cannot be read."""
-        try:
-            data = torch.load(path, weights_only=True)
-            skipped = [(str(file), int(label), str(reason)) for file, label, reason in data["skipped"]]
-            return cls(data["images"], data["labels"], data["kept"], skipped)
-        except Exception as exc:
-            raise DataError(f"The cache {path} cannot be read ({exc}); delete it to rebuild it.") from None
-
-
-def report_path(cache: Path) -> Path:
-    """The report beside a cache file: `<name>.report.json` for `<name>.pt`."""
-    return cache.with_name(f"{cache.stem}.report.json")
-
-
-def convert_characters(
-    files: Sequence[tuple[str, int, Source]], settings: Preprocessing, what: str
-) -> Conversion:
-    """Every file, given as (name, label, source), in MNIST's format (`settings`). One that cannot be a
-    character (NotACharacter: unreadable, too small, no ink) is left out with its reason instead of
-    stopping the rest; `Conversion.accept` then applies the rule. A long conversion logs its progress,
-    naming the set `what`."""
-    images, labels, kept, skipped = [], [], [], []
-    progress = _Progress(len(files), what)
-    for index, (name, label, source) in enumerate(files):
-        try:
-            images.append(settings.convert(source, name))
-        except NotACharacter as error:
-            skipped.append((name, int(label), error.reason))
-        else:
-            labels.append(int(label))
-            kept.append(index)
-        progress.step(index + 1)
-    stacked = np.stack(images) if images else np.zeros((0, *settings.size), dtype=np.uint8)
-    return Conversion(
-        torch.from_numpy(stacked),
-        torch.tensor(labels, dtype=torch.int64),
-        torch.tensor(kept, dtype=torch.int64),
-        skipped,
-    )
-
-
-class _Progress:
-    """Logs how far a conversion is, every PROGRESS_SECONDS, and its end when it took that long."""
-
-    def __init__(self, total: int, what: str) -> None:
-        self.total, self.what = total, what
-        self.started = self.last = time.monotonic()
-
-    def step(self, done: int) -> None:
-        now = time.monotonic()
-        elapsed = now - self.started
-        if done == self.total:
-            if elapsed >= PROGRESS_SECONDS:
-                log.info("%s: converted %d images in %s.", self.what, self.total, _duration(elapsed))
-        elif now - self.last >= PROGRESS_SECONDS:
-            self.last = now
-            left = elapsed / done * (self.total - done)
-            log.info(
-                "%s: converted %d of %d images (%d%%), about %s left.",
-                self.what,
-                done,
-                self.total,
-                100 * done // self.total,
-                _duration(left),
-            )
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-
-
-def _named(skipped: Sequence[tuple[str, int, str]]) -> str:
-    """The first NAMED skipped files with their reasons, then how many more."""
-    named = "; ".join(f"{file} ({reason})" for file, _, reason in skipped[:NAMED])
-    more = len(skipped) - NAMED
-    return named + (f"; and {more} more" if more > 0 else "")

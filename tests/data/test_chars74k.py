@@ -17,9 +17,10 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image, ImageDraw
 
-from handwriting_gan.data import chars74k, preprocess
+from handwriting_gan.data import chars74k, conversion
 from handwriting_gan.data.chars74k import Chars74KDataModule
-from handwriting_gan.data.preprocess import Preprocessing, report_path
+from handwriting_gan.data.conversion import report_path
+from handwriting_gan.data.preprocess import Preprocessing
 from handwriting_gan.errors import ConfigError, DataError
 from handwriting_gan.metrics.classifier import accuracy
 
@@ -148,17 +149,17 @@ def test_last_samples_of_each_class_are_the_test_split(data_dir, tmp_path):
 
 
 def test_a_long_conversion_says_how_far_it_is(data_dir, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(preprocess, "PROGRESS_SECONDS", 0.0)  # every scan counts as a long wait
-    with caplog.at_level(logging.INFO, logger="handwriting_gan.data.preprocess"):
+    monkeypatch.setattr(conversion, "PROGRESS_SECONDS", 0.0)  # every scan counts as a long wait
+    with caplog.at_level(logging.INFO, logger="handwriting_gan.data.conversion"):
         module(data_dir, tmp_path / "cache").preprocessed()
-    lines = [r.getMessage() for r in caplog.records if r.name == "handwriting_gan.data.preprocess"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "handwriting_gan.data.conversion"]
     total = len(CLASSES) * SAMPLES
     assert lines[0].startswith(f"Chars74K: converted 1 of {total} images (8%), about ")
     assert lines[-1].startswith(f"Chars74K: converted {total} images in ") and len(lines) == total
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="handwriting_gan.data.preprocess"):
+    with caplog.at_level(logging.INFO, logger="handwriting_gan.data.conversion"):
         module(data_dir, tmp_path / "cache").preprocessed()  # from the cache: nothing to wait for
-    assert not [r for r in caplog.records if r.name == "handwriting_gan.data.preprocess"]
+    assert not [r for r in caplog.records if r.name == "handwriting_gan.data.conversion"]
 
 
 def test_test_split_cannot_take_a_whole_class(data_dir, tmp_path):

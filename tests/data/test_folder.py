@@ -15,8 +15,8 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image, ImageDraw, ImageOps
 
+from handwriting_gan.data.conversion import report_path
 from handwriting_gan.data.folder import FolderDataModule
-from handwriting_gan.data.preprocess import report_path
 from handwriting_gan.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[2]
