@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-full lint format tensorboard notebook benchmark clean
+.PHONY: help install train test test-full lint format tensorboard notebook benchmark augmenter clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,12 @@ tensorboard: $(STAMP) ## Serve TensorBoard over every run in outputs/
 
 benchmark: $(STAMP) ## Print the throughput table (needs MNIST under ../shared/data)
 	$(PY) benchmarks/throughput.py
+
+AUGMENTER_RUN ?= outputs/dagan_omniglot/shipped
+augmenter: $(STAMP) ## Train the shipped augmenter on Omniglot's source alphabets and copy it into the package (~30 min on 2 cores)
+	rm -rf $(AUGMENTER_RUN)
+	$(PY) -m handwriting_gan experiment=dagan_omniglot paths.data_dir=$${HWGAN_DATA_DIR:-../shared/data} hydra.run.dir=$(AUGMENTER_RUN) $(ARGS)
+	cp $(AUGMENTER_RUN)/generator.pt handwriting_gan/augmenters/omniglot.pt
 
 clean: ## Remove runs, caches and build files (keeps .venv and data/)
 	rm -rf outputs multirun cache .pytest_cache .ruff_cache build *.egg-info

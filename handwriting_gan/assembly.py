@@ -98,6 +98,8 @@ def build(cfg: DictConfig, resume_step: int | None = None):
     datamodule.setup("fit")  # data mistakes (missing files, per_class too large) surface before any file
     game = build_game(cfg, datamodule.num_classes)
     check_fits(game, datamodule)
+    # An image-conditional augmenter trains on pairs of images of one class.
+    datamodule.pairs = bool(getattr(game, "trains_on_pairs", False))
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]

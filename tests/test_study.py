@@ -51,14 +51,16 @@ from tests_support import TOY_STUDY, run_cli
 
 TOY = [*TOY_STUDY, "threads=1"]
 FAKE_TEST_IMAGES = 512 // 5  # conf/dataset/fake.yaml: 512 training images, a fifth as many test ones
-#: The table's columns as the study has always written them (existing study folders' table.md).
+#: The default arms' columns: (d) and (e) say their filter is an oracle (the full-data classifier).
 TITLES = [
     "(a) real",
-    "(b) + classical aug.",
+    "(b) + tuned classical aug.",
     "(c) + synthetic",
-    "(d) + filtered synthetic",
-    "(e) + classical aug. + filtered synthetic",
+    "(d) + synthetic, oracle filter",
+    "(e) + classical + synthetic, oracle filter",
 ]
+#: The arms a study trains unless `arms=[...]` says otherwise: (a)-(e), no augmenter.
+DEFAULT_ARMS = ARMS[:5]
 
 
 def toy(root: Path, *extra: str) -> list[str]:
@@ -88,7 +90,13 @@ def fabricated(plan, accuracies: dict[str, list[float]], kept: float = 0.25) -> 
 
 
 def header_and_rows(table: str) -> tuple[list[str], list[list[str]]]:
-    lines = [line for line in table.splitlines() if line.startswith("|")]
+    """The first table of `table`: its header and rows (the paired differences follow it)."""
+    lines = []
+    for line in table.splitlines():
+        if line.startswith("|"):
+            lines.append(line)
+        elif lines:
+            break
     cells = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines]
     return cells[0], cells[2:]
 
@@ -151,10 +159,13 @@ def test_a_gan_run_records_the_studys_classifier_in_its_own_config(tmp_path):
 
 # -- the arms registry -----------------------------------------------------------------------------
 def test_the_registry_lists_each_arm_once_with_the_keys_and_titles_existing_studies_hold():
-    assert [arm.key for arm in ARMS] == ["real", "classical", "synthetic", "filtered", "both"]
-    assert [arm.title for arm in ARMS] == TITLES
-    assert [arm.letter for arm in ARMS] == list("abcde")
+    keys = ["real", "classical", "synthetic", "filtered", "both", "augmenter", "classical_augmenter"]
+    assert [arm.key for arm in ARMS] == keys
+    assert [arm.title for arm in ARMS] == [*TITLES, "(f) + augmenter", "(g) + classical + augmenter"]
+    assert [arm.letter for arm in ARMS] == list("abcdefg")
     assert [arm.key for arm in ARMS if arm.filtered] == ["filtered", "both"]
+    assert [arm.key for arm in ARMS if arm.needs_gan] == ["synthetic", "filtered", "both"]
+    assert [arm.key for arm in ARMS if arm.needs_augmenter] == ["augmenter", "classical_augmenter"]
     for arm in ARMS:
         assert set(arm.adds) <= set(KINDS), arm
     for kind in KINDS:  # each kind an arm can add is made (once) by TrainingSets
@@ -184,7 +195,7 @@ def test_each_arm_trains_on_the_real_images_and_the_kinds_of_images_it_adds(tmp_
     images[:, :, 8:20, 8:20] = 255
     export = fake_export(tmp_path / "export", [0, 1, 2, 0, 1, 2], [0.9, 0.2, 0.6, 0.1, 0.5, 0.7])
     sets = TrainingSets(plan, images, torch.arange(3), export, seed=0)
-    extra = {arm.key: sets.extra(arm) for arm in ARMS}
+    extra = {arm.key: sets.extra(arm) for arm in DEFAULT_ARMS}
 
     assert len(extra["real"][0]) == 0
     assert extra["classical"][0].shape == (6, 1, 28, 28) and extra["classical"][1].tolist() == [0, 1, 2] * 2
@@ -195,7 +206,7 @@ def test_each_arm_trains_on_the_real_images_and_the_kinds_of_images_it_adds(tmp_
     # (e): (b)'s copies, then (d)'s synthetic images.
     assert torch.equal(extra["both"][0], torch.cat([extra["classical"][0], extra["filtered"][0]]))
     assert sets.describe(ARMS[0]) == "3 real"
-    assert sets.describe(ARMS[-1]) == "3 real + 6 augmented + 4 synthetic"
+    assert sets.describe(ARMS[4]) == "3 real + 6 augmented + 4 synthetic"
 
 
 def test_an_export_without_confidences_says_how_to_export_again(tmp_path):
@@ -217,7 +228,8 @@ def test_the_table_gives_mean_and_std_over_seeds_in_percent(tmp_path):
     assert rows[0]["real_mean"] == pytest.approx(0.85) and rows[0]["real_std"] == pytest.approx(
         0.0707, abs=1e-4
     )
-    line = markdown_table(plan, rows).splitlines()[-1]
+    _, body = header_and_rows(markdown_table(plan, rows))
+    line = "| " + " | ".join(body[-1]) + " |"
     assert line.startswith(
         "| 10 | 2 | 85.0 ± 7.1 | 85.0 ± 7.1 | 85.0 ± 7.1 | 85.0 ± 7.1 (kept 25%) | 85.0 ± 7.1 |"
     )
@@ -240,8 +252,8 @@ def test_the_table_names_its_columns_and_what_its_numbers_are_as_studies_always_
     assert [row[:2] for row in body] == [["10", "1"], ["50", "1"]]
     assert table.splitlines()[0] == (
         "Test accuracy (%) on the full real test split, mean ± std over seeds. dataset=fake "
-        "model=cgan_mlp augment=diffaugment, 2000 GAN steps, 10 extra images per real one in (b)-(d) "
-        "(both in (e)), classifiers trained 1000 steps each."
+        "model=cgan_mlp augment=diffaugment, 2000 GAN steps, 10 extra images per real one in (c)-(d), "
+        "tuned classical augmentation in (b), (e) adds both, classifiers trained 1000 steps each."
     )
     # Rows keep the keys of existing table.json and table.csv files.
     assert list(rows[0]) == [
@@ -251,6 +263,11 @@ def test_the_table_names_its_columns_and_what_its_numbers_are_as_studies_always_
             f"{key}_{part}"
             for key in ("real", "classical", "synthetic", "filtered", "both")
             for part in ("mean", "std")
+        ],
+        *[
+            f"{key}_gain_{part}"
+            for key in ("synthetic", "filtered", "both")
+            for part in ("mean", "std", "seeds")
         ],
         "fd_ratio_mean",
         "fd_ratio_std",
@@ -271,28 +288,31 @@ def test_a_size_with_missing_arms_counts_only_its_finished_seeds_and_shows_a_das
 
 
 def test_a_new_arm_in_the_registry_is_one_more_column_of_the_table_its_files_and_its_plot(tmp_path):
-    augmenter = Arm("f", "augmenter", "+ augmenter", ("synthetic",))
+    extra = Arm("h", "extra", "+ extra", ("synthetic",))
     base = check_study(study_config(["dataset=fake", "per_class=[10]", "seeds=2", f"out={tmp_path}"]))
-    plan = dataclasses.replace(base, arms=(*ARMS, augmenter))
+    plan = dataclasses.replace(base, arms=(*DEFAULT_ARMS, extra))
     assert plan.identity() == base.identity()  # the arms are no setting: a resumed study adds the new one
-    accuracies = {arm.key: [0.5, 0.5] for arm in ARMS} | {"augmenter": [0.6, 0.8]}
+    accuracies = {arm.key: [0.5, 0.5] for arm in DEFAULT_ARMS} | {"extra": [0.6, 0.8]}
     rows = summarize(plan, fabricated(plan, accuracies))
-    assert rows[0]["augmenter_mean"] == pytest.approx(0.7) and rows[0]["seeds"] == 2
+    assert rows[0]["extra_mean"] == pytest.approx(0.7) and rows[0]["seeds"] == 2
+    # Paired with (b) seed by seed: +10 and +30 points.
+    assert rows[0]["extra_gain_seeds"] == pytest.approx([0.1, 0.3])
 
     table = markdown_table(plan, rows)
     header, body = header_and_rows(table)
-    assert header[2:8] == [*TITLES[:3], *[f"{t} (≥ 0.9)" for t in TITLES[3:]], "(f) + augmenter"]
-    assert body[0][header.index("(f) + augmenter")] == "70.0 ± 14.1"
-    assert "extra images per real one in (b)-(d), (f) (both in (e))" in table
+    assert header[2:8] == [*TITLES[:3], *[f"{t} (≥ 0.9)" for t in TITLES[3:]], "(h) + extra"]
+    assert body[0][header.index("(h) + extra")] == "70.0 ± 14.1"
+    assert "extra images per real one in (c)-(d), (h)," in table
+    assert "| 10 |" in table.split("Paired differences")[1] and "20.0 ± 14.1 (+10.0, +30.0)" in table
 
     files = write_outputs(plan, rows, table)
-    assert json.loads(Path(files["table.json"]).read_text())["arms"]["augmenter"] == "(f) + augmenter"
+    assert json.loads(Path(files["table.json"]).read_text())["arms"]["extra"] == "(h) + extra"
     with open(files["table.csv"], newline="") as handle:
-        assert float(next(csv.DictReader(handle))["augmenter_mean"]) == pytest.approx(0.7)
+        assert float(next(csv.DictReader(handle))["extra_mean"]) == pytest.approx(0.7)
     figure = plot(plan, rows)
     figure.draw_without_rendering()
     legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
-    assert legend == [*TITLES, "(f) + augmenter"]
+    assert legend == [*TITLES, "(h) + extra"]
 
 
 def test_the_plot_names_every_arm_beside_the_axes(tmp_path):
@@ -559,3 +579,69 @@ def test_a_classifier_asked_for_wins_over_the_studys(finished, tmp_path):
     assert classifier_for_run(run, asked, chosen=True) == asked
     assert classifier_for_run(run, asked, chosen=False) == plan.classifier
     assert classifier_for_run(tmp_path, DEFAULT_SETTINGS, chosen=False) == DEFAULT_SETTINGS  # not a run
+
+
+# -- arms without a GAN: the augmenter and the tuned classical baseline ----------------------------
+AUGMENTER_ARMS = "arms=[real,classical,augmenter,classical_augmenter]"
+
+
+@pytest.fixture(scope="module")
+def tiny_augmenter(tmp_path_factory) -> Path:
+    from tests_support import FAST, train_in_process
+
+    tiny = [
+        "model=dagan",
+        "model.generator.channels=8",
+        "model.discriminator.channels=8",
+        "trainer.max_epochs=1",
+    ]
+    return train_in_process([*FAST, *tiny], tmp_path_factory.mktemp("augmenter") / "run")
+
+
+def test_augmenter_arms_need_an_augmenter_and_arms_are_named_from_the_registry(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"\(f\) \+ augmenter, \(g\) .* need an augmenter: add augmenter=omniglot"
+    ):
+        check_study(study_config(toy(tmp_path, AUGMENTER_ARMS)))
+    with pytest.raises(ConfigError, match=r"arms=\['real', 'magic'\] names \['magic'\]"):
+        check_study(study_config(toy(tmp_path, "arms=[real,magic]")))
+    from handwriting_gan.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="neither a shipped augmenter"):
+        check_study(study_config(toy(tmp_path, AUGMENTER_ARMS, f"augmenter={tmp_path / 'none'}")))
+
+
+def test_a_study_of_augmenter_arms_trains_no_gan_tunes_b_and_pairs_each_arm_with_it(
+    tmp_path, tiny_augmenter, capsys
+):
+    overrides = toy(tmp_path, AUGMENTER_ARMS, f"augmenter={tiny_augmenter}", "seeds=2")
+    result = study(study_config(overrides))
+    out = tmp_path / "study"
+    assert not (out / "runs").exists()  # no arm needs a GAN: none is trained
+    stored = json.loads((out / RESULTS_FILE).read_text())["runs"]
+    for seed in (0, 1):
+        record = stored[f"pc4_seed{seed}"]
+        assert set(record["arms"]) == {"real", "classical", "augmenter", "classical_augmenter"}
+        choice = record["classical_choice"]
+        assert len(choice["trials"]) == 2 and choice["setting"] in [t["setting"] for t in choice["trials"]]
+        arms = record["arms"]
+        # (f) adds expansion (2) variations per real image; (g) adds (b)'s tuned copies too.
+        assert arms["augmenter"]["extra_images"] == 2 * arms["augmenter"]["real_images"]
+        copies = choice["setting"]["copies"]
+        assert arms["classical"]["extra_images"] == copies * arms["real"]["real_images"]
+        assert arms["classical_augmenter"]["extra_images"] == (copies + 2) * arms["real"]["real_images"]
+    (row,) = result["rows"]
+    gains = [
+        stored[f"pc4_seed{s}"]["arms"]["classical_augmenter"]["test_acc"]
+        - stored[f"pc4_seed{s}"]["arms"]["classical"]["test_acc"]
+        for s in (0, 1)
+    ]
+    assert row["classical_augmenter_gain_seeds"] == pytest.approx(gains)
+    table = result["table"]
+    assert "FD / floor" not in table and "Paired differences from (b)" in table
+    assert f"augmenter={tiny_augmenter}" in table
+
+    capsys.readouterr()
+    study(study_config(overrides))  # everything is stored: nothing trains again
+    err = capsys.readouterr().err
+    assert "training the classifier" not in err and "tuning" not in err

@@ -26,6 +26,8 @@ TOY_STUDY = [
     "gan_steps=3",
     "expansion=2",
     "arm_classifier.steps=10",
+    "classical_search.trials=2",
+    "classical_search.steps=5",
     "quality.num_samples=40",
     "device=cpu",
     *TINY_CLASSIFIER,

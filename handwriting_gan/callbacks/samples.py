@@ -1,7 +1,9 @@
 """Per-epoch sample grids from fixed noise: a PNG per epoch, a TensorBoard image and a progress GIF.
 
 Grids are enlarged `scale` times (nearest neighbour) so a person can see the strokes; a class-
-conditional generator's grid has one row per class (as many as fit), each row named on its left.
+conditional generator's grid has one row per class (as many as fit), each row named on its left; an
+image-conditional augmenter's has one row per real training image (one class after another): the image
+itself, then its variations.
 Files are numbered by epoch from 1, as the loss figure and README count."""
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
+from handwriting_gan.data.base import to_signed_unit
 from handwriting_gan.errors import ConfigError
 from handwriting_gan.files import atomic_path
 
@@ -51,6 +54,7 @@ class SampleGrid(L.Callback):
         self.max_class_rows = int(max_class_rows)
         self._noise: torch.Tensor | None = None
         self._labels: torch.Tensor | None = None
+        self._sources: torch.Tensor | None = None
 
     def _grid_size(self, trainer: L.Trainer) -> int:
         if self.nrow is not None:
@@ -94,7 +98,10 @@ class SampleGrid(L.Callback):
     @rank_zero_only
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         noise = self.fixed_noise(trainer, pl_module)
-        images = pl_module.sample(noise, self._labels).float().cpu()
+        if hasattr(pl_module, "sample_variations"):
+            images = self.variations(trainer, pl_module, noise)
+        else:
+            images = pl_module.sample(noise, self._labels).float().cpu()
         grid = make_grid(
             images, nrow=self._grid_size(trainer), normalize=True, value_range=(-1, 1), padding=2
         )
@@ -109,6 +116,20 @@ class SampleGrid(L.Callback):
         # Rebuilding the GIF reads every frame: every 10th epoch and at the end keeps long runs cheap.
         if self.gif and epoch % 10 == 0:
             self.write_gif()
+
+    def variations(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """Rows of (a real training image, then its variations from the fixed noise), in [-1, 1]."""
+        columns = self._grid_size(trainer)
+        if self._sources is None:
+            images, labels = trainer.datamodule.split(train=True)
+            picks = _round_robin_by_class(labels, len(noise) // columns)
+            self._sources = to_signed_unit(images[picks])
+        sources = self._sources.repeat_interleave(columns, dim=0)
+        varied = pl_module.sample_variations(sources, noise[: len(sources)]).float().cpu()
+        varied[::columns] = sources[::columns]
+        return varied
 
     @rank_zero_only
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -29,7 +29,7 @@ class Throughput(L.Callback):
             _synchronize(pl_module)  # GPU work is queued: time what the device has finished
             self._start = time.perf_counter()
         elif self._start is not None:
-            self._images += len(batch[0])
+            self._images += batch[1].shape[-1]  # labels: (B,), or (2, B) for pairs of images
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._start is None or self._images == 0:

@@ -89,6 +89,38 @@ class ShuffledBatches(Sampler[torch.Tensor]):
             yield order[batch * self.batch_size : (batch + 1) * self.batch_size]
 
 
+class PairedBatches(ShuffledBatches):
+    """ShuffledBatches of pairs for an image-conditional augmenter: each batch is a (2, B) index tensor,
+    row 0 the images in the epoch's shuffled order, row 1 for each of them another image of its class
+    (drawn from the same (seed, epoch) generator, so resumed epochs pair as the uninterrupted run did).
+    A class of one image pairs it with itself."""
+
+    def __init__(self, labels: torch.Tensor, batch_size: int, seed: int, drop_last: bool = True, device=None):
+        super().__init__(len(labels), batch_size, seed, drop_last, device)
+        labels = labels.cpu()
+        self.by_class = torch.argsort(labels, stable=True)
+        counts = torch.bincount(labels)
+        starts = torch.cumsum(counts, 0) - counts
+        self.class_start = starts[labels]
+        self.class_size = counts[labels]
+        self.rank = torch.empty_like(self.by_class)
+        self.rank[self.by_class] = torch.arange(len(labels)) - starts[labels[self.by_class]]
+
+    def partners(self, generator: torch.Generator) -> torch.Tensor:
+        """For every image, another image of its class: a random step of 1 .. size-1 along the class."""
+        step = (torch.rand(self.num_items, generator=generator) * (self.class_size - 1)).long() + 1
+        rank = (self.rank + step) % self.class_size
+        return self.by_class[self.class_start + rank]
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        # Its own stream, apart from the order's: the same anchors in the same order as unpaired batches.
+        partners = self.partners(torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) ^ 0x5EED))
+        if self.device is not None:
+            partners = partners.to(self.device)
+        for anchors in super().__iter__():
+            yield torch.stack([anchors, partners[anchors]])
+
+
 class ResumableLoader(DataLoader):
     """A DataLoader whose place in the epoch goes into checkpoints: Lightning saves the `state_dict` of
     every training loader that has one, and hands it back to `load_state_dict` on resume."""
@@ -155,6 +187,9 @@ class ImageDataModule(L.LightningDataModule):
         self.per_class = None if per_class is None else int(per_class)
         self._splits: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         self._train_sampler: ShuffledBatches | None = None
+        #: True: training batches are pairs of images of one class (PairedBatches), what an
+        #: image-conditional augmenter trains on; the training command sets it for such a model.
+        self.pairs = False
 
     # -- what a subclass provides -------------------------------------------------------------
     def _load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,7 +301,10 @@ class ImageDataModule(L.LightningDataModule):
         device = self.resident_device()
         if device is not None:
             images, labels = images.to(device), labels.to(device)
-        sampler = ShuffledBatches(len(images), self.batch_size, self.seed, self.drop_last, device=device)
+        if self.pairs:
+            sampler = PairedBatches(labels, self.batch_size, self.seed, self.drop_last, device=device)
+        else:
+            sampler = ShuffledBatches(len(images), self.batch_size, self.seed, self.drop_last, device=device)
         self._train_sampler = sampler
         # batch_size=None: the sampler yields whole index batches, fetched with one tensor index. The
         # loader's own generator keeps it from drawing on the global RNG (the training noise stream).

@@ -1,6 +1,8 @@
-"""The two-player game: the LightningModule (gan.py), the losses it can be played with (losses.py), what
-it keeps for exact resumes (bookkeeping.py), and CUDA-graph replay of its batch (cuda_graph.py)."""
+"""The two-player game: the LightningModule (gan.py), its variant on pairs of images for an
+image-conditional augmenter (pairs.py), the losses it can be played with (losses.py), what it keeps for
+exact resumes (bookkeeping.py), and CUDA-graph replay of its batch (cuda_graph.py)."""
 
 from handwriting_gan.game.gan import GAN
+from handwriting_gan.game.pairs import PairGAN
 
-__all__ = ["GAN"]
+__all__ = ["GAN", "PairGAN"]

@@ -6,8 +6,15 @@ shape (N,)) to images in [-1, 1] of shape (N, *image_shape). A discriminator map
 labels when conditional) to one logit of "real" per image, shape (N,). An unconditional network
 accepts `labels` and ignores it, so callers pass labels whenever they have them.
 
-A new model is one network file whose classes derive from `Generator` and `Discriminator`, and one
-YAML file in `conf/model/` (see `conf/model/mlp3.yaml`).
+An image-conditional generator (an augmenter, e.g. model=dagan) derives from `ImageGenerator`: it maps
+noise `z` and source images `x` in [-1, 1] of shape (N, *image_shape) to new images of x's classes,
+`forward(z, sources)`, and has `num_classes = 0` (it knows no classes: it learned on some and is applied
+to others). Its discriminator derives from `PairDiscriminator`: `forward(sources, candidates)` gives one
+logit of "a real second image of the source's class" per pair, shape (N,). Their game (game/pairs.py)
+trains on pairs of images of one class; `conditioning` says which kind a network is.
+
+A new model is one network file whose classes derive from `Generator` and `Discriminator` (or
+`ImageGenerator` and `PairDiscriminator`), and one YAML file in `conf/model/` (see `conf/model/mlp3.yaml`).
 """
 
 from __future__ import annotations
@@ -59,6 +66,10 @@ class Generator(_Player):
     """Base of every generator: `latent_dim`, `image_shape`, `num_classes` (0 when unconditional) and
     `forward(z, labels=None)` returning images in [-1, 1]."""
 
+    #: What the generator is conditioned on besides noise: "label" (a class when num_classes > 0, or
+    #: nothing); ImageGenerator says "image".
+    conditioning = "label"
+
     def __init__(self, latent_dim: int, image_shape: Sequence[int], num_classes: int = 0) -> None:
         super().__init__(image_shape, num_classes)
         if isinstance(latent_dim, bool) or int(latent_dim) <= 0:
@@ -69,12 +80,54 @@ class Generator(_Player):
         raise NotImplementedError
 
 
+class ImageGenerator(Generator):
+    """Base of every image-conditional generator (augmenter): `forward(z, sources)` returns, for each
+    source image in [-1, 1], another image of its class in [-1, 1]; `num_classes` is 0."""
+
+    conditioning = "image"
+
+    def __init__(self, latent_dim: int, image_shape: Sequence[int]) -> None:
+        super().__init__(latent_dim, image_shape, num_classes=0)
+
+    def check_sources(self, z: torch.Tensor, sources: torch.Tensor) -> None:
+        """ValueError unless `sources` are (len(z), *image_shape) images."""
+        if sources is None or sources.dim() != 4 or tuple(sources.shape[1:]) != self.image_shape:
+            shape = None if sources is None else tuple(sources.shape)
+            raise ValueError(
+                f"{type(self).__name__} varies source images of shape (N, *{list(self.image_shape)}); "
+                f"got {shape}."
+            )
+        if sources.size(0) != z.size(0):
+            raise ValueError(f"{z.size(0)} noise vectors for {sources.size(0)} source images; pass one each.")
+
+    def forward(self, z: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        raise NotImplementedError
+
+
 class Discriminator(_Player):
     """Base of every discriminator: `image_shape`, `num_classes` and `forward(images, labels=None)`
     returning logits of shape (N,)."""
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+
+class PairDiscriminator(Discriminator):
+    """Base of the discriminator of an image-conditional generator: `forward(sources, candidates)`
+    returns one logit per pair, high when the candidate is another real image of its source's class."""
+
+    conditioning = "image"
+
+    def __init__(self, image_shape: Sequence[int]) -> None:
+        super().__init__(image_shape, num_classes=0)
+
+    def forward(self, sources: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        raise NotImplementedError
+
+
+def image_conditional(network: nn.Module) -> bool:
+    """Whether `network` is conditioned on an image (ImageGenerator, PairDiscriminator)."""
+    return getattr(network, "conditioning", None) == "image"
 
 
 def activation(name: str, negative_slope: float = 0.2) -> nn.Module:

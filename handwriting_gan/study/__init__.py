@@ -34,7 +34,8 @@ from handwriting_gan.study.report import markdown_table, plot, summarize, write_
 from handwriting_gan.study.settings import Study, check_study, study_config
 from handwriting_gan.study.steps import StudyStepError, run_command, run_overrides
 from handwriting_gan.study.store import RESULTS_FILE, RESULTS_FORMAT, RUNS_FOLDER, Results, run_key
-from handwriting_gan.study.training import TrainingSets, classical_copies, instantiate_classical
+from handwriting_gan.study.training import TrainingSets
+from handwriting_gan.study.tuning import classical_copies, instantiate_classical
 
 __all__ = [
     "ARMS",

@@ -1,5 +1,5 @@
-"""The study's arms, listed once in ARMS: each way of training the classifier on one GAN run's real
-images, and the kinds of extra images each adds (made and trained in handwriting_gan.study.training)."""
+"""The study's arms, listed once in ARMS: each way of training the classifier on the real images of one
+size and seed, and the kinds of extra images each adds (made and trained in study/training.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 #: Each kind of extra images an arm can add (a property of training.TrainingSets), and what the
 #: progress lines call its images.
-KINDS = {"classical": "augmented", "synthetic": "synthetic", "filtered": "synthetic"}
+KINDS = {"classical": "augmented", "synthetic": "synthetic", "filtered": "synthetic", "augmenter": "varied"}
+#: The kinds made from a GAN run trained on the real images (its export): arms adding them need the run.
+GAN_KINDS = ("synthetic", "filtered")
 
 
 @dataclass(frozen=True)
@@ -16,7 +18,7 @@ class Arm:
 
     #: Its letter in the table's titles and description.
     letter: str
-    #: Its key in results.json and in the table's row keys (<key>_mean, <key>_std).
+    #: Its key in results.json, in the table's row keys (<key>_mean, <key>_std) and in `arms=[...]`.
     key: str
     #: What it is, after its letter in the table's column title and the plot's legend.
     name: str
@@ -33,13 +35,28 @@ class Arm:
         results say what fraction of the synthetic images was kept."""
         return "filtered" in self.adds
 
+    @property
+    def needs_gan(self) -> bool:
+        """Adds images of a GAN trained on the real ones: the study trains, measures and exports one."""
+        return any(kind in GAN_KINDS for kind in self.adds)
+
+    @property
+    def needs_augmenter(self) -> bool:
+        return "augmenter" in self.adds
+
 
 #: Every arm, in the table's order. A new arm is one entry here (and, for a new kind of extra images,
-#: one entry of KINDS and one property of training.TrainingSets that makes them).
+#: one entry of KINDS and one property of training.TrainingSets that makes them). (d) and (e) filter
+#: with the domain classifier trained on the FULL dataset, which a user with few images does not have:
+#: their names say so, and their gains are an upper bound, not a result.
 ARMS = (
     Arm("a", "real", "real"),
-    Arm("b", "classical", "+ classical aug.", ("classical",)),
+    Arm("b", "classical", "+ tuned classical aug.", ("classical",)),
     Arm("c", "synthetic", "+ synthetic", ("synthetic",)),
-    Arm("d", "filtered", "+ filtered synthetic", ("filtered",)),
-    Arm("e", "both", "+ classical aug. + filtered synthetic", ("classical", "filtered")),
+    Arm("d", "filtered", "+ synthetic, oracle filter", ("filtered",)),
+    Arm("e", "both", "+ classical + synthetic, oracle filter", ("classical", "filtered")),
+    Arm("f", "augmenter", "+ augmenter", ("augmenter",)),
+    Arm("g", "classical_augmenter", "+ classical + augmenter", ("classical", "augmenter")),
 )
+#: `arms=[...]` keys by name.
+BY_KEY = {arm.key: arm for arm in ARMS}

@@ -1,5 +1,6 @@
-"""The study command: check the plan, then run or resume each GAN run's steps (train, measure, export,
-the arms) in order, and print and write the table."""
+"""The study command: check the plan, then run or resume the steps of each size and seed (when an arm
+needs one, the GAN run: train, measure, export; then the tuning of (b) and the arms) in order, and print
+and write the table."""
 
 from __future__ import annotations
 
@@ -32,9 +33,10 @@ def study(cfg: DictConfig) -> dict:
     if todo:
         check_runs(plan)
         instantiate_classical(plan)
-    steps = RUN_STEPS + len(plan.arms)
+    steps = (RUN_STEPS if plan.needs_gan else 0) + int(plan.tunes_classical) + len(plan.arms)
+    what = "GAN runs" if plan.needs_gan else "sizes and seeds"
     say(
-        f"Study folder: {plan.out} ({len(plan.runs)} GAN runs of {steps} steps, "
+        f"Study folder: {plan.out} ({len(plan.runs)} {what} of {steps} steps, "
         f"{len(plan.runs) - len(todo)} already finished)"
     )
     progress = Progress(len(plan.runs) * steps)
@@ -52,13 +54,18 @@ def study(cfg: DictConfig) -> dict:
 
 
 def finished(plan: Study, stored: dict) -> bool:
-    """The GAN run's metrics and every arm are stored."""
-    return stored["quality"] is not None and all(arm.key in stored["arms"] for arm in plan.arms)
+    """The GAN run's metrics (when the plan trains GANs) and every arm are stored."""
+    quality = stored["quality"] is not None or not plan.needs_gan
+    return quality and all(arm.key in stored["arms"] for arm in plan.arms)
 
 
 def run_steps(plan: Study, per_class: int, seed: int, results: Results, progress: Progress) -> None:
-    """The steps of the GAN run (per_class, seed) that are not finished: train (or continue) its GAN,
-    measure it, export its synthetic set, train its arms; each result stored as soon as it exists."""
+    """The steps of (per_class, seed) that are not finished: when an arm needs one, train (or continue)
+    its GAN, measure it, export its synthetic set; then train its arms; each result stored as soon as it
+    exists."""
+    if not plan.needs_gan:
+        train_arms(plan, per_class, seed, None, results, progress)
+        return
     run = train_gan(plan, per_class, seed, progress)
     label = f"per_class={per_class} seed={seed}"
     stored = results.run(per_class, seed)

@@ -41,6 +41,19 @@ def summarize(plan: Study, results: Results) -> list[dict]:
             row[f"{arm.key}_mean"], row[f"{arm.key}_std"] = mean_std(
                 [r["arms"][arm.key]["test_acc"] for r in runs if arm.key in r["arms"]]
             )
+        baseline = "classical"
+        if any(arm.key == baseline for arm in plan.arms):
+            for arm in plan.arms:
+                if arm.key == baseline or arm.key == "real":
+                    continue
+                # Paired by seed: the same real images, (b)'s tuned copies and test split in both.
+                gains = [
+                    r["arms"][arm.key]["test_acc"] - r["arms"][baseline]["test_acc"]
+                    for r in runs
+                    if arm.key in r["arms"] and baseline in r["arms"]
+                ]
+                row[f"{arm.key}_gain_mean"], row[f"{arm.key}_gain_std"] = mean_std(gains)
+                row[f"{arm.key}_gain_seeds"] = gains
         quality = [r["quality"] for r in runs if r["quality"]]
         for key in ("fd_ratio", "label_agreement"):
             row[f"{key}_mean"], row[f"{key}_std"] = mean_std([q[key] for q in quality])
@@ -76,12 +89,12 @@ def _letters(arms: Sequence[Arm]) -> str:
 
 def markdown_table(plan: Study, rows: list[dict]) -> str:
     """The table as markdown, one column per arm, with a line that says what the numbers are."""
+    quality = [f"FD / floor ({plan.quality_samples} samples)", "label agreement"] if plan.needs_gan else []
     titles = [
         "per_class",
         "seeds",
         *[f"{arm.title} (≥ {plan.filter_confidence:g})" if arm.filtered else arm.title for arm in plan.arms],
-        f"FD / floor ({plan.quality_samples} samples)",
-        "label agreement",
+        *quality,
     ]
     # The fraction kept goes once per row, into the first filtered arm's cell.
     kept_in = next((arm.key for arm in plan.arms if arm.filtered), None)
@@ -93,27 +106,60 @@ def markdown_table(plan: Study, rows: list[dict]) -> str:
             if arm.key == kept_in and row["filtered_kept"] is not None:
                 cell += f" (kept {100 * row['filtered_kept']:.0f}%)"
             arms.append(cell)
-        cells = [
-            str(row["per_class"]),
-            str(row["seeds"]),
-            *arms,
-            _cell(row["fd_ratio_mean"], row["fd_ratio_std"]),
-            _cell(row["label_agreement_mean"], row["label_agreement_std"], digits=3),
-        ]
+        cells = [str(row["per_class"]), str(row["seeds"]), *arms]
+        if plan.needs_gan:
+            cells += [
+                _cell(row["fd_ratio_mean"], row["fd_ratio_std"]),
+                _cell(row["label_agreement_mean"], row["label_agreement_std"], digits=3),
+            ]
         lines.append("| " + " | ".join(cells) + " |")
-    chosen = " ".join(f"{group}={choice}" for group, choice in plan.groups.items() if choice)
-    length = f"{plan.gan_steps} GAN steps" if plan.gan_steps else "GANs of trainer.max_epochs epochs"
+    groups = plan.groups if plan.needs_gan else {"dataset": plan.dataset}
+    chosen = " ".join(f"{group}={choice}" for group, choice in groups.items() if choice)
+    if plan.augmenter is not None and any(arm.needs_augmenter for arm in plan.arms):
+        chosen += f" augmenter={plan.augmenter}"
+    if plan.needs_gan:
+        length = f", {plan.gan_steps} GAN steps" if plan.gan_steps else ", GANs of trainer.max_epochs epochs"
+    else:
+        length = ""
     single = [arm for arm in plan.arms if len(arm.adds) == 1]
     several = [arm for arm in plan.arms if len(arm.adds) > 1]
-    extra = f"{plan.expansion} extra images per real one in {_letters(single)}"
+    fixed = [arm for arm in single if arm.key != "classical"]
+    parts = [f"{plan.expansion} extra images per real one in {_letters(fixed)}"] if fixed else []
+    if any(arm.key == "classical" for arm in plan.arms):
+        copies = (
+            "tuned classical augmentation" if plan.tunes_classical else f"{plan.expansion} classical copies"
+        )
+        parts.append(f"{copies} in (b)")
     if several:
-        every = "both" if all(len(arm.adds) == 2 for arm in several) else "each"
-        extra += f" ({every} in {_letters(several)})"
+        parts.append(f"{_letters(several)} add{'s' if len(several) == 1 else ''} both")
+    extra = ", ".join(parts)
     what = (
-        f"Test accuracy (%) on the full real test split, mean ± std over seeds. {chosen}, {length}, "
+        f"Test accuracy (%) on the full real test split, mean ± std over seeds. {chosen}{length}, "
         f"{extra}, classifiers trained {plan.arm_steps} steps each."
     )
-    return "\n".join([what, "", *lines])
+    return "\n".join([what, "", *lines, *gain_table(plan, rows)])
+
+
+def gain_table(plan: Study, rows: list[dict]) -> list[str]:
+    """Each arm's paired difference from (b) in points: mean ± std, then every seed's value."""
+    arms = [arm for arm in plan.arms if f"{arm.key}_gain_mean" in rows[0]] if rows else []
+    if not arms:
+        return []
+    baseline = next(arm for arm in plan.arms if arm.key == "classical")
+    lines = [
+        "",
+        f"Paired differences from {baseline.title} (points; mean ± std, then each seed's value):",
+        "",
+        "| per_class | " + " | ".join(f"{arm.title} − (b)" for arm in arms) + " |",
+        "| ---: | " + " | ".join(["---:"] * len(arms)) + " |",
+    ]
+    for row in rows:
+        cells = []
+        for arm in arms:
+            seeds = ", ".join(f"{100 * gain:+.1f}" for gain in row[f"{arm.key}_gain_seeds"])
+            cells.append(f"{_cell(row[f'{arm.key}_gain_mean'], row[f'{arm.key}_gain_std'], 100)} ({seeds})")
+        lines.append(f"| {row['per_class']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_outputs(plan: Study, rows: list[dict], table: str) -> dict[str, Path]:
@@ -131,10 +177,16 @@ def write_outputs(plan: Study, rows: list[dict], table: str) -> dict[str, Path]:
     with atomic_path(paths["table.csv"]) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+        writer.writerows({k: _csv_value(v) for k, v in row.items()} for row in rows)
     with atomic_path(paths["accuracy.png"]) as tmp:
         plot(plan, rows).savefig(tmp, format="png")
     return paths
+
+
+def _csv_value(value):
+    if value is None:
+        return ""
+    return " ".join(f"{v:.6g}" for v in value) if isinstance(value, list) else value
 
 
 def plot(plan: Study, rows: list[dict]):
@@ -163,7 +215,8 @@ def plot(plan: Study, rows: list[dict]):
     axes.set_xlabel("real training images per class")
     axes.set_ylabel("test accuracy (real test split)")
     seeds = f"{plan.seeds} seed{'s' if plan.seeds > 1 else ''}"
-    axes.set_title(f"{plan.dataset}, {plan.model}: mean ± std over {seeds}")
+    what = f"{plan.dataset}, {plan.model}" if plan.needs_gan else plan.dataset
+    axes.set_title(f"{what}: mean ± std over {seeds}")
     axes.grid(alpha=0.3)
     # Beside the axes, not on them: inside, it hides points wherever it is placed.
     axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small")

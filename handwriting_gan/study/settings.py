@@ -4,6 +4,7 @@ work, each mistake a ConfigError that names the value."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from handwriting_gan.errors import ConfigError
 from handwriting_gan.runs import RunFolder
 from handwriting_gan.shell import check_count, choose_device
-from handwriting_gan.study.arms import ARMS, Arm
+from handwriting_gan.study.arms import ARMS, BY_KEY, Arm
 from handwriting_gan.study.store import RUNS_FOLDER, run_key
 
 if TYPE_CHECKING:  # torch loads once the checks of the command line have passed
     from handwriting_gan.metrics.classifier import ClassifierSettings
+    from handwriting_gan.study.tuning import Search
 
 #: Fewer draws leave FD's covariances meaningless (the evaluate command's own minimum).
 MIN_QUALITY_SAMPLES = 10
@@ -54,8 +56,21 @@ class Study:
     quality_samples: int
     out: Path
     device: str
-    #: The arms trained for each GAN run (the registry, handwriting_gan.study.arms.ARMS).
+    #: The arms trained for each size and seed (`arms=[...]`, keys of handwriting_gan.study.arms.ARMS).
     arms: tuple[Arm, ...] = ARMS
+    #: The augmenter of arms (f) and (g): a shipped name or a run folder (handwriting_gan.augmenter).
+    augmenter: str | None = None
+    #: How (b)'s classical augmentation is tuned; None: the `classical` transform as given.
+    classical_search: Search | None = None
+
+    @property
+    def needs_gan(self) -> bool:
+        """Some arm adds a GAN run's images: each size and seed trains, measures and exports a GAN."""
+        return any(arm.needs_gan for arm in self.arms)
+
+    @property
+    def tunes_classical(self) -> bool:
+        return self.classical_search is not None and any("classical" in arm.adds for arm in self.arms)
 
     @property
     def dataset(self) -> str:
@@ -76,11 +91,15 @@ class Study:
         values = dataclasses.asdict(self)
         for key in ("per_class", "seeds", "out", "device", "arms"):
             values.pop(key)
+        if self.augmenter is None:
+            values.pop("augmenter")  # results of studies without one compare with those before it existed
+        if self.classical_search is None:
+            values.pop("classical_search")
         values["forwarded"] = list(self.forwarded)
         values["train_overrides"] = list(self.train_overrides)
         values["classifier"] = self.classifier.as_dict()
         values["arm_classifier"] = self.arm_classifier.as_dict()
-        return values
+        return json.loads(json.dumps(values))  # as results.json holds it: tuples as lists
 
     @property
     def runs(self) -> list[tuple[int, int]]:
@@ -116,8 +135,28 @@ def check_study(cfg: DictConfig) -> Study:
             "dataset is required (or an experiment that chooses one): e.g. python -m handwriting_gan.study "
             "dataset=mnist per_class=[10,50] seeds=3."
         )
+    arms = _check_arms(cfg.get("arms"))
     if groups["model"] is None:
         raise ConfigError("the model group is empty: name a model config, e.g. model=cgan_mlp (conf/model/).")
+    augmenter = cfg.get("augmenter")
+    if augmenter is not None:
+        augmenter = str(augmenter)
+    needing = [arm.title for arm in arms if arm.needs_augmenter]
+    if needing and augmenter is None:
+        raise ConfigError(
+            f"arms {', '.join(needing)} need an augmenter: add augmenter=omniglot (the shipped one) or "
+            f"augmenter=<run folder of model=dagan>."
+        )
+    if augmenter is not None:
+        from handwriting_gan.augmenter import augmenter_file
+
+        augmenter_file(augmenter)  # a missing run or file fails before any work
+    search = cfg.get("classical_search")
+    classical_search = None
+    if search is not None:
+        from handwriting_gan.study.tuning import Search
+
+        classical_search = Search.from_mapping(OmegaConf.to_container(search))
     forwarded = tuple(
         str(o)
         for o in record.overrides.task
@@ -161,7 +200,24 @@ def check_study(cfg: DictConfig) -> Study:
         quality_samples=quality_samples,
         out=Path(str(out)).expanduser(),
         device=choose_device(cfg.device),
+        arms=arms,
+        augmenter=augmenter,
+        classical_search=classical_search,
     )
+
+
+def _check_arms(value) -> tuple[Arm, ...]:
+    """`arms=[real,classical,...]` as arms, in the registry's order; null: every arm but the augmenter's."""
+    if value is None:
+        return tuple(arm for arm in ARMS if not arm.needs_augmenter)
+    keys = [value] if isinstance(value, str) else value
+    advice = f"name arms from {', '.join(BY_KEY)}, e.g. arms=[real,classical,augmenter,classical_augmenter]"
+    if not isinstance(keys, ListConfig | list) or not len(keys) or not all(isinstance(k, str) for k in keys):
+        raise ConfigError(f"arms={value} must be a list of arm names; {advice}.")
+    unknown = [key for key in keys if key not in BY_KEY]
+    if unknown or len(set(keys)) != len(keys):
+        raise ConfigError(f"arms={list(keys)} names {unknown or 'an arm twice'}; {advice}.")
+    return tuple(arm for arm in ARMS if arm.key in keys)
 
 
 def override_key(override: str) -> str:

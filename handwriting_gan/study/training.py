@@ -1,14 +1,12 @@
-"""The training of the study's arms for one GAN run: the extra images each arm adds (classical copies,
-the exported synthetic images, those that pass the confidence filter), and each arm's classifier,
-trained and tested on the full real test split."""
+"""The training of the study's arms for one size and seed: the extra images each arm adds (the tuned
+classical copies, the GAN run's exported synthetic images and those that pass the confidence filter,
+the augmenter's variations), and each arm's classifier, trained and tested on the full real test split."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,22 +16,35 @@ from handwriting_gan.study.arms import KINDS, Arm
 from handwriting_gan.study.settings import Study
 from handwriting_gan.study.steps import Progress
 from handwriting_gan.study.store import Results
+from handwriting_gan.study.tuning import Classical, classical_copies, instantiate_classical, tune
 
 if TYPE_CHECKING:  # torch loads once the checks of the command line have passed
     import torch
 
+    from handwriting_gan.augmenter import Augmenter
     from handwriting_gan.metrics.classifier import ClassifierSettings
 
 
 class TrainingSets:
-    """One GAN run's real training images and the extra images of each kind an arm can add, each kind
-    made once, when an arm first needs it (the elastic transform of the classical copies is slow)."""
+    """The real training images of one size and seed and the extra images of each kind an arm can add,
+    each kind made once, when an arm first needs it (the elastic transform of the classical copies is
+    slow). `classical`: the tuned setting of (b) (None: the study's `classical` transform with `expansion`
+    copies); `export_dir`: the GAN run's export (None without a GAN run); `augmenter`: the loaded
+    augmenter (handwriting_gan.augmenter.Augmenter) or None."""
 
     def __init__(
-        self, plan: Study, images: torch.Tensor, labels: torch.Tensor, export_dir: Path, seed: int
+        self,
+        plan: Study,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        export_dir: Path | None,
+        seed: int,
+        classical: Classical | None = None,
+        augmenter: Augmenter | None = None,
     ) -> None:
         self.plan, self.export_dir, self.seed = plan, export_dir, seed
         self.images, self.labels = images, labels
+        self.classical_setting, self.augmenter_model = classical, augmenter
 
     def extra(self, arm: Arm) -> tuple[torch.Tensor, torch.Tensor]:
         """The extra images (and labels) `arm` adds to the real ones."""
@@ -57,15 +68,31 @@ class TrainingSets:
 
     @functools.cached_property
     def classical(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """`expansion` randomly augmented copies of each real image."""
-        transform = instantiate_classical(self.plan)
-        return classical_copies(self.images, self.labels, transform, self.plan.expansion, self.seed)
+        """Randomly augmented copies of each real image: the tuned setting's transform and copies, or
+        the study's `classical` transform with `expansion` copies."""
+        if self.classical_setting is None:
+            transform, copies = instantiate_classical(self.plan), self.plan.expansion
+        else:
+            transform, copies = self.classical_setting.transform(), self.classical_setting.copies
+        return classical_copies(self.images, self.labels, transform, copies, self.seed)
+
+    @functools.cached_property
+    def augmenter(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`expansion` variations of each real image by the study's augmenter."""
+        if self.augmenter_model is None:
+            raise ConfigError("an augmenter arm needs augmenter=<name or run> (e.g. augmenter=omniglot).")
+        images, labels, _ = self.augmenter_model.vary(
+            self.images, self.labels, self.plan.expansion, self.seed
+        )
+        return images, labels
 
     @functools.cached_property
     def synthetic(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The run's exported synthetic images, `expansion` x per_class of each class."""
         from handwriting_gan.data.exports import read_export
 
+        if self.export_dir is None:
+            raise ConfigError("a synthetic arm needs the study's GAN run and its export.")
         exported = read_export(self.export_dir)
         return exported.images, exported.labels
 
@@ -81,9 +108,13 @@ class TrainingSets:
         return len(self.filtered[1]) / max(1, len(self.synthetic[1]))
 
 
-def train_arms(plan: Study, per_class: int, seed: int, run: RunFolder, results: Results, progress: Progress):
-    """Train and test the classifier of each of plan.arms for the finished, exported GAN run (per_class,
-    seed), skipping the arms stored in `results` and storing each new one at once."""
+def train_arms(
+    plan: Study, per_class: int, seed: int, run: RunFolder | None, results: Results, progress: Progress
+):
+    """Train and test the classifier of each of plan.arms for (per_class, seed): on the real images of
+    the finished, exported GAN run `run`, or, without one (no arm needs a GAN), on the real images the
+    run's dataset config picks. The classical setting is tuned first when an arm needs it (stored, so a
+    resumed study reuses it). Arms stored in `results` are skipped; each new one is stored at once."""
     import torch
 
     from handwriting_gan.config import instantiate
@@ -91,16 +122,44 @@ def train_arms(plan: Study, per_class: int, seed: int, run: RunFolder, results: 
     from handwriting_gan.metrics.classifier import accuracy
 
     label = f"per_class={per_class} seed={seed}"
-    stored = results.run(per_class, seed)["arms"]
-    sets = test = datamodule = None
+    record = results.run(per_class, seed)
+    stored = record["arms"]
+    todo = [arm for arm in plan.arms if arm.key not in stored]
+    if plan.tunes_classical and "classical_choice" in record:
+        progress.step(f"{label}: classical augmentation already tuned")
     for arm in plan.arms:
         if arm.key in stored:
             progress.step(f"{label}: {arm.title} already trained and tested")
-            continue
-        if sets is None:
-            datamodule = instantiate(run.load_config().dataset)
-            sets = TrainingSets(plan, *datamodule.split(train=True), run.export_dir, seed)
-            test = reference_data(datamodule).split(train=False)
+    if not todo and not (plan.tunes_classical and "classical_choice" not in record):
+        return
+    dataset = run.load_config().dataset if run is not None else dataset_config(plan, per_class, seed)
+    datamodule = instantiate(dataset)
+    images, labels = datamodule.split(train=True)
+    test = reference_data(datamodule).split(train=False)
+
+    def fit(train_images, train_labels, steps):
+        return fit_arm(
+            train_images, train_labels, datamodule.num_classes, plan.arm_classifier, steps, seed, plan.device
+        )[0]
+
+    classical = None
+    if plan.tunes_classical:
+        if "classical_choice" not in record:
+            progress.step(
+                f"{label}: tuning classical augmentation ({plan.classical_search.trials} settings on a "
+                f"validation part of the {len(images)} real images)"
+            )
+            best, trials = tune(
+                images, labels, datamodule.num_classes, plan.classical_search, plan.expansion, fit, seed
+            )
+            record["classical_choice"] = {"setting": best.as_dict(), "trials": trials}
+            results.save()
+        classical = Classical(**record["classical_choice"]["setting"])
+    augmenter = load_augmenter(plan) if any(arm.needs_augmenter for arm in todo) else None
+    sets = TrainingSets(
+        plan, images, labels, run.export_dir if run is not None else None, seed, classical, augmenter
+    )
+    for arm in todo:
         extra_images, extra_labels = sets.extra(arm)
         progress.step(f"{label}: {arm.title}: training the classifier on {sets.describe(arm)} images")
         classifier, epochs = fit_arm(
@@ -122,6 +181,30 @@ def train_arms(plan: Study, per_class: int, seed: int, run: RunFolder, results: 
         if arm.filtered:
             stored[arm.key]["kept_fraction"] = sets.kept_fraction
         results.save()
+
+
+def dataset_config(plan: Study, per_class: int, seed: int):
+    """The dataset config a GAN run (per_class, seed) of the study would have: the same real images."""
+    from handwriting_gan.study.steps import run_config
+
+    cfg, _ = run_config(plan, per_class, seed, plan.run_folder(per_class, seed).path)
+    return cfg.dataset
+
+
+@functools.cache
+def _augmenter(spec: str, device: str) -> Augmenter:
+    from handwriting_gan.augmenter import Augmenter
+
+    return Augmenter.load(spec, device=device)
+
+
+def load_augmenter(plan: Study) -> Augmenter:
+    """The study's augmenter, loaded once per process."""
+    if plan.augmenter is None:
+        raise ConfigError(
+            "arms (f) and (g) need an augmenter: augmenter=omniglot (shipped) or a run folder of model=dagan."
+        )
+    return _augmenter(plan.augmenter, plan.device)
 
 
 def fit_arm(
@@ -166,55 +249,3 @@ def confidences(export_dir: Path) -> torch.Tensor:
             f"{path} holds no confidences ({error}); remove {export_dir} and run the study again to "
             f"export it anew."
         ) from None
-
-
-# -- classical augmentation ------------------------------------------------------------------------
-def instantiate_classical(plan: Study):
-    """`classical`, built (the study builds it once before any work, so that a mistake in it is found
-    first)."""
-    from hydra.errors import InstantiationException
-
-    from handwriting_gan.config import instantiate
-
-    try:
-        transform = instantiate(plan.classical)
-    except InstantiationException as error:
-        raise ConfigError(f"classical cannot be built: {str(error).splitlines()[0]}") from None
-    if not callable(transform):
-        raise ConfigError(f"classical builds a {type(transform).__name__}, which is not a transform.")
-    return transform
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Per-image transforms of a small image are too little work to split across threads: starting
-    the threads costs more than the transform, most of all on a machine busy with other work."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def classical_copies(
-    images: torch.Tensor, labels: torch.Tensor, transform: Callable, copies: int, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`copies` augmented versions of every uint8 image (N, C, H, W), each with its own random parameters
-    drawn from `seed`, and their labels: copy k of image i is at k * N + i."""
-    import torch
-
-    with torch.random.fork_rng(devices=[]), one_thread():
-        torch.manual_seed(seed)
-        augmented = [transform(image) for _ in range(copies) for image in images]
-    if augmented and (augmented[0].dtype != images.dtype or augmented[0].shape != images.shape[1:]):
-        raise ConfigError(
-            f"classical turns {images.dtype} images of {list(images.shape[1:])} into {augmented[0].dtype} "
-            f"ones of {list(augmented[0].shape)}; it must keep their type and size (transforms of "
-            f"torchvision.transforms.v2 that move pixels, not ToDtype or Resize)."
-        )
-    if not augmented:
-        return images[:0], labels[:0]
-    return torch.stack(augmented), labels.repeat(copies)

@@ -48,8 +48,19 @@ MODELS = {
 }
 
 
+#: The image-conditional augmenter: the game on pairs, with its own regularisation keys.
+DAGAN_DIFFERS = {
+    "_target_": "handwriting_gan.game.PairGAN",
+    "latent_dim": 32,
+    "loss": "hinge",
+    "mode_seeking": 0.2,
+    "ema_decay": 0.999,
+    "ema_start": 1000,
+}
+
+
 def test_the_model_options_are_the_model_files_less_the_shared_game():
-    assert group_options("model") == sorted(MODELS)
+    assert group_options("model") == sorted([*MODELS, "dagan"])
     assert (MODEL_CONF / "_game.yaml").is_file()
 
 
@@ -74,12 +85,23 @@ def test_a_model_file_holds_only_its_networks_and_what_differs(model):
     assert set(own) - {"defaults", "generator", "discriminator"} == set(MODELS[model][0])
 
 
+def test_the_augmenter_extends_the_shared_game_with_the_pair_games_keys(compose):
+    composed = OmegaConf.to_container(compose(["model=dagan"]).model, resolve=True)
+    assert list(composed)[: len(GAME)] == list(GAME) and set(composed) - set(GAME) == {"r1_gamma", "r1_every"}
+    for key, value in {**GAME, **DAGAN_DIFFERS}.items():
+        if key not in ("generator", "discriminator", "optimizer"):
+            assert composed[key] == value, key
+    assert composed["optimizer"]["betas"] == [0.0, 0.99]
+    assert composed["generator"]["_target_"] == "handwriting_gan.models.dagan.UNetAugmenter"
+    assert composed["discriminator"]["_target_"] == "handwriting_gan.models.dagan.PairCritic"
+
+
 def test_the_shared_game_file_is_no_model_to_choose():
     with pytest.raises(
-        ConfigError, match=r"^model=_game is not allowed: .*choose one of cdcgan, cgan_mlp, dcgan"
+        ConfigError, match=r"^model=_game is not allowed: .*choose one of cdcgan, cgan_mlp, dagan, dcgan"
     ):
         compose_checked("train", ["model=_game"])
     with pytest.raises(ConfigError, match="Available options in 'model'") as error:
         compose_checked("train", ["model=mlp9"])
     listed = str(error.value).split("Available options in 'model':")[1].split()
-    assert listed == sorted(MODELS)
+    assert listed == sorted([*MODELS, "dagan"])

@@ -1,0 +1,67 @@
+"""The image-conditional augmenter's networks (models/dagan.py) and their contract: G(z, sources) keeps
+the source's shape and uses both inputs, D scores pairs, and bad settings are clear errors."""
+
+import pytest
+import torch
+
+from handwriting_gan.errors import ConfigError
+from handwriting_gan.models.contract import ImageGenerator, PairDiscriminator, image_conditional
+from handwriting_gan.models.dagan import PairCritic, UNetAugmenter
+
+SHAPE = (1, 28, 28)
+
+
+def test_the_generator_varies_a_source_image_into_an_image_of_its_shape():
+    generator = UNetAugmenter(latent_dim=16, image_shape=SHAPE, channels=16)
+    sources = torch.rand(5, *SHAPE) * 2 - 1
+    out = generator(torch.randn(5, 16), sources)
+    assert out.shape == (5, *SHAPE)
+    assert out.min() >= -1 and out.max() <= 1
+    assert isinstance(generator, ImageGenerator) and image_conditional(generator)
+    assert generator.num_classes == 0 and generator.conditioning == "image"
+
+
+def test_the_output_depends_on_the_noise_and_on_the_source():
+    torch.manual_seed(0)
+    generator = UNetAugmenter(latent_dim=16, image_shape=SHAPE, channels=16).eval()
+    sources = torch.rand(2, *SHAPE) * 2 - 1
+    z = torch.randn(2, 16)
+    base = generator(z, sources)
+    assert not torch.allclose(base, generator(torch.randn(2, 16), sources))
+    assert not torch.allclose(base, generator(z, sources.flip(0)))
+    # Group norm, not batch norm: an image's variation does not depend on the others in its batch.
+    assert torch.allclose(base[:1], generator(z[:1], sources[:1]), atol=1e-5)
+
+
+def test_gradients_reach_every_generator_weight():
+    generator = UNetAugmenter(latent_dim=8, image_shape=SHAPE, channels=8)
+    generator(torch.randn(3, 8), torch.rand(3, *SHAPE)).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in generator.parameters())
+
+
+def test_the_critic_scores_pairs():
+    critic = PairCritic(image_shape=SHAPE, channels=8)
+    a, b = torch.rand(4, *SHAPE), torch.rand(4, *SHAPE)
+    logits = critic(a, b)
+    assert logits.shape == (4,)
+    assert torch.allclose(logits, critic.pairs(torch.cat([a, b], dim=1)))
+    assert isinstance(critic, PairDiscriminator) and image_conditional(critic)
+
+
+def test_wrong_sources_are_a_clear_error():
+    generator = UNetAugmenter(latent_dim=8, image_shape=SHAPE, channels=8)
+    with pytest.raises(ValueError, match="source images of shape"):
+        generator(torch.randn(2, 8), torch.rand(2, 1, 32, 32))
+    with pytest.raises(ValueError, match="one each"):
+        generator(torch.randn(3, 8), torch.rand(2, *SHAPE))
+
+
+@pytest.mark.parametrize("channels", [0, 12, True])
+def test_channels_must_be_a_multiple_of_eight(channels):
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        UNetAugmenter(latent_dim=8, image_shape=SHAPE, channels=channels)
+
+
+def test_an_image_size_not_divisible_by_four_is_refused():
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        PairCritic(image_shape=(1, 30, 30))
