@@ -7,13 +7,10 @@ temporary sibling folder, renamed into place only once complete.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +24,8 @@ from handwriting_gan.data.exports import (
     Samples,
     check_channels,
     check_format,
+    check_target,
+    partial_folder,
     write_export,
 )
 from handwriting_gan.errors import CheckpointError, ConfigError
@@ -154,52 +153,6 @@ def draw_per_class(
 def _round_seed(seed: int, round_number: int) -> int:
     """The seed of a later round: its own stream, derived from (seed, round), not seed + round."""
     return int(np.random.SeedSequence([seed % 2**63, round_number]).generate_state(1, np.uint64)[0] % 2**63)
-
-
-def check_target(out: Path, run_dir: Path, overwrite: bool) -> None:
-    """Raise unless `out` can be written: absent, or (with overwrite) a previous export outside the run."""
-    if not (out.exists() or out.is_symlink()):
-        return
-    if not overwrite:
-        raise ConfigError(
-            f"out={out} already exists; pass overwrite=true to replace it, or choose another out."
-        )
-    if out.resolve() in (run_dir.resolve(), *run_dir.resolve().parents):
-        raise ConfigError(f"out={out} holds the run folder {run_dir}; choose an out outside the run.")
-    if not out.is_dir() or (any(out.iterdir()) and not (out / EXPORT_FILE).is_file()):
-        raise ConfigError(
-            f"out={out} is not an export (it has no {EXPORT_FILE}); overwrite=true replaces only a previous "
-            f"export. Choose another out, or remove {out} yourself."
-        )
-
-
-@contextlib.contextmanager
-def partial_folder(out: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield an empty temporary folder beside `out`; it becomes `out` (replacing an old one only when
-    `overwrite`) if the block succeeds, and is removed otherwise."""
-    partial = out.parent / f".{out.name}.partial-{os.getpid()}"
-    try:
-        shutil.rmtree(partial, ignore_errors=True)  # left by a killed process that had this pid
-        partial.mkdir(parents=True)
-    except OSError as error:
-        raise ConfigError(f"out={out} cannot be created: {error}.") from None
-    try:
-        yield partial
-        if not out.exists():
-            os.replace(partial, out)
-        elif not overwrite:  # appeared while this export ran
-            raise ConfigError(f"out={out} appeared during the export; pass overwrite=true to replace it.")
-        else:
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            try:
-                os.replace(partial, out)
-            except BaseException:
-                os.replace(old, out)
-                raise
-            shutil.rmtree(old)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
 
 
 def read_metrics(run: RunFolder) -> dict | None:

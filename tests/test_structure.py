@@ -13,6 +13,7 @@ COMMANDS = (
     "handwriting_gan.evaluate",
     "handwriting_gan.export",
     "handwriting_gan.study",
+    "handwriting_gan.expand",
 )
 STUDY = "handwriting_gan.study"
 #: Modules below the commands: they serve every command and may not know the study's files or names.
@@ -49,7 +50,7 @@ def modules_of(graph: dict[str, set[str]], owner: str) -> list[str]:
 def test_the_structure_sees_every_module_of_the_study_package():
     graph = imports()
     study = modules_of(graph, STUDY)
-    assert {f"{STUDY}.settings", f"{STUDY}.store", f"{STUDY}.steps", f"{STUDY}.arms"} <= set(study)
+    assert {f"{STUDY}.settings", f"{STUDY}.store", f"{STUDY}.steps", f"{STUDY}.training"} <= set(study)
     assert f"{STUDY}.settings" in graph[f"{STUDY}.steps"]  # the graph holds the package's own arrows
 
 

@@ -11,11 +11,14 @@ read the rest) and:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import json
+import os
 import re
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,3 +262,50 @@ def _check(export: Export, path: Path) -> None:
             f"{path}: labels run from {int(export.labels.min())} to {int(export.labels.max())} but there "
             f"are {len(export.class_names)} class names."
         )
+
+
+# -- writing an export folder ---------------------------------------------------------------------
+def check_target(out: Path, run_dir: Path, overwrite: bool) -> None:
+    """Raise unless `out` can be written: absent, or (with overwrite) a previous export outside the run."""
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"out={out} already exists; pass overwrite=true to replace it, or choose another out."
+        )
+    if out.resolve() in (run_dir.resolve(), *run_dir.resolve().parents):
+        raise ConfigError(f"out={out} holds the run folder {run_dir}; choose an out outside the run.")
+    if not out.is_dir() or (any(out.iterdir()) and not (out / EXPORT_FILE).is_file()):
+        raise ConfigError(
+            f"out={out} is not an export (it has no {EXPORT_FILE}); overwrite=true replaces only a previous "
+            f"export. Choose another out, or remove {out} yourself."
+        )
+
+
+@contextlib.contextmanager
+def partial_folder(out: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `out`; it becomes `out` (replacing an old one only when
+    `overwrite`) if the block succeeds, and is removed otherwise."""
+    partial = out.parent / f".{out.name}.partial-{os.getpid()}"
+    try:
+        shutil.rmtree(partial, ignore_errors=True)  # left by a killed process that had this pid
+        partial.mkdir(parents=True)
+    except OSError as error:
+        raise ConfigError(f"out={out} cannot be created: {error}.") from None
+    try:
+        yield partial
+        if not out.exists():
+            os.replace(partial, out)
+        elif not overwrite:  # appeared while this export ran
+            raise ConfigError(f"out={out} appeared during the export; pass overwrite=true to replace it.")
+        else:
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+            try:
+                os.replace(partial, out)
+            except BaseException:
+                os.replace(old, out)
+                raise
+            shutil.rmtree(old)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)

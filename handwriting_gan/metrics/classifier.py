@@ -265,3 +265,26 @@ def fit_classifier(
                 time.perf_counter() - started,
             )
     return model.eval()
+
+
+def fit_for_steps(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    settings: ClassifierSettings,
+    steps: int,
+    seed: int,
+    device: str | torch.device,
+) -> tuple[DomainClassifier, int]:
+    """The classifier of `settings` trained on (images, labels) for about `steps` optimizer steps (whole
+    epochs), whatever the training set's size, quietly; returns it and its number of epochs. Sets of
+    different sizes (real images alone, or with augmented copies) thus train equally long."""
+    # The min_steps rule gives the epochs: at least one, and as many as `steps` needs.
+    settings = dataclasses.replace(settings, epochs=1, min_steps=steps, seed=seed)
+    # fit_classifier logs up to ten epoch lines: the caller's progress line says what trains.
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        return fit_classifier(images, labels, num_classes, settings, device), settings.epochs_for(len(images))
+    finally:
+        log.setLevel(level)

@@ -28,14 +28,14 @@ training (each arm's training set and classifier), report (the table and plot), 
 the steps).
 """
 
-from handwriting_gan.study.arms import ARMS, KINDS, Arm
+from handwriting_gan.augment.arms import ARMS, KINDS, Arm
+from handwriting_gan.augment.classical import classical_copies
 from handwriting_gan.study.command import main, study
 from handwriting_gan.study.report import markdown_table, plot, summarize, write_outputs
 from handwriting_gan.study.settings import Study, check_study, study_config
 from handwriting_gan.study.steps import StudyStepError, run_command, run_overrides
 from handwriting_gan.study.store import RESULTS_FILE, RESULTS_FORMAT, RUNS_FOLDER, Results, run_key
-from handwriting_gan.study.training import TrainingSets
-from handwriting_gan.study.tuning import classical_copies, instantiate_classical
+from handwriting_gan.study.training import TrainingSets, instantiate_classical
 
 __all__ = [
     "ARMS",

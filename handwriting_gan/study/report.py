@@ -5,26 +5,17 @@ from __future__ import annotations
 
 import csv
 import json
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from handwriting_gan.augment.arms import Arm, mean_std
 from handwriting_gan.files import atomic_path
-from handwriting_gan.study.arms import Arm
 from handwriting_gan.study.settings import Study
 from handwriting_gan.study.store import Results
 
 #: The files write_outputs makes in the study folder.
 OUTPUT_FILES = ("table.md", "table.json", "table.csv", "accuracy.png")
-
-
-def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
-    """Mean and sample standard deviation; std is None for a single value, both None for none."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, None
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def summarize(plan: Study, results: Results) -> list[dict]:

@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from handwriting_gan.augment.arms import ARMS, BY_KEY, Arm
 from handwriting_gan.errors import ConfigError
 from handwriting_gan.runs import RunFolder
 from handwriting_gan.shell import check_count, choose_device
-from handwriting_gan.study.arms import ARMS, BY_KEY, Arm
 from handwriting_gan.study.store import RUNS_FOLDER, run_key
 
 if TYPE_CHECKING:  # torch loads once the checks of the command line have passed
+    from handwriting_gan.augment.classical import Search
     from handwriting_gan.metrics.classifier import ClassifierSettings
-    from handwriting_gan.study.tuning import Search
 
 #: Fewer draws leave FD's covariances meaningless (the evaluate command's own minimum).
 MIN_QUALITY_SAMPLES = 10
@@ -56,7 +56,7 @@ class Study:
     quality_samples: int
     out: Path
     device: str
-    #: The arms trained for each size and seed (`arms=[...]`, keys of handwriting_gan.study.arms.ARMS).
+    #: The arms trained for each size and seed (`arms=[...]`, keys of handwriting_gan.augment.arms.ARMS).
     arms: tuple[Arm, ...] = ARMS
     #: The augmenter of arms (f) and (g): a shipped name or a run folder (handwriting_gan.augmenter).
     augmenter: str | None = None
@@ -154,7 +154,7 @@ def check_study(cfg: DictConfig) -> Study:
     search = cfg.get("classical_search")
     classical_search = None
     if search is not None:
-        from handwriting_gan.study.tuning import Search
+        from handwriting_gan.augment.classical import Search
 
         classical_search = Search.from_mapping(OmegaConf.to_container(search))
     forwarded = tuple(

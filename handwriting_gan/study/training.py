@@ -4,25 +4,23 @@ the augmenter's variations), and each arm's classifier, trained and tested on th
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from handwriting_gan.augment.arms import KINDS, Arm
+from handwriting_gan.augment.classical import Classical, classical_copies, tune
 from handwriting_gan.errors import ConfigError, DataError
+from handwriting_gan.metrics.classifier import fit_for_steps
 from handwriting_gan.runs import RunFolder
-from handwriting_gan.study.arms import KINDS, Arm
 from handwriting_gan.study.settings import Study
 from handwriting_gan.study.steps import Progress
 from handwriting_gan.study.store import Results
-from handwriting_gan.study.tuning import Classical, classical_copies, instantiate_classical, tune
 
 if TYPE_CHECKING:  # torch loads once the checks of the command line have passed
     import torch
 
     from handwriting_gan.augmenter import Augmenter
-    from handwriting_gan.metrics.classifier import ClassifierSettings
 
 
 class TrainingSets:
@@ -138,7 +136,7 @@ def train_arms(
     test = reference_data(datamodule).split(train=False)
 
     def fit(train_images, train_labels, steps):
-        return fit_arm(
+        return fit_for_steps(
             train_images, train_labels, datamodule.num_classes, plan.arm_classifier, steps, seed, plan.device
         )[0]
 
@@ -162,7 +160,7 @@ def train_arms(
     for arm in todo:
         extra_images, extra_labels = sets.extra(arm)
         progress.step(f"{label}: {arm.title}: training the classifier on {sets.describe(arm)} images")
-        classifier, epochs = fit_arm(
+        classifier, epochs = fit_for_steps(
             torch.cat([sets.images, extra_images]),
             torch.cat([sets.labels, extra_labels]),
             datamodule.num_classes,
@@ -207,31 +205,6 @@ def load_augmenter(plan: Study) -> Augmenter:
     return _augmenter(plan.augmenter, plan.device)
 
 
-def fit_arm(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    num_classes: int,
-    settings: ClassifierSettings,
-    steps: int,
-    seed: int,
-    device: str,
-):
-    """The domain classifier's architecture trained on (images, labels) for about `steps` optimizer
-    steps (whole epochs), whatever the training set's size; returns it and its number of epochs."""
-    from handwriting_gan.metrics import classifier
-
-    # The classifier's own min_steps rule gives the epochs: at least one, and as many as `steps` needs.
-    settings = dataclasses.replace(settings, epochs=1, min_steps=steps, seed=seed)
-    # fit_classifier logs up to ten epoch lines of its own: the study's progress line says what trains.
-    level = classifier.log.level
-    classifier.log.setLevel(logging.WARNING)
-    try:
-        epochs = settings.epochs_for(len(images))
-        return classifier.fit_classifier(images, labels, num_classes, settings, device), epochs
-    finally:
-        classifier.log.setLevel(level)
-
-
 def confidences(export_dir: Path) -> torch.Tensor:
     """The domain classifier's probability of each exported image's label, as the export wrote it (the
     npz format's `confidences`, what the export's min_confidence filters on)."""
@@ -249,3 +222,19 @@ def confidences(export_dir: Path) -> torch.Tensor:
             f"{path} holds no confidences ({error}); remove {export_dir} and run the study again to "
             f"export it anew."
         ) from None
+
+
+def instantiate_classical(plan):
+    """`classical`, built (the study builds it once before any work, so that a mistake in it is found
+    first)."""
+    from hydra.errors import InstantiationException
+
+    from handwriting_gan.config import instantiate
+
+    try:
+        transform = instantiate(plan.classical)
+    except InstantiationException as error:
+        raise ConfigError(f"classical cannot be built: {str(error).splitlines()[0]}") from None
+    if not callable(transform):
+        raise ConfigError(f"classical builds a {type(transform).__name__}, which is not a transform.")
+    return transform

@@ -1,15 +1,15 @@
-"""Classical augmentation (copies of real images under random transforms) and the tuned classical
-baseline of arm (b): random shifts, rotations, scalings and an elastic distortion,
-with their strengths and the number of copies chosen on a validation part of the real training images,
-the only images a user with a few per class has. A gain over (b) then means something: the other arms
-are held against the best classical augmentation this search finds, not against one fixed guess.
+"""Classical augmentation: copies of real images under random shifts, rotations, scalings and an elastic
+distortion, and its tuning, with the strengths and the number of copies chosen on a validation part of
+the real training images, the only images a user with a few per class has. The study's baseline arm (b)
+and the expand command's measurement use it, so that a gain over it means something: other
+augmentations are held against the best classical augmentation the search finds, not one fixed guess.
 
-The search (conf/study.yaml `classical_search`): `trials` settings, the first the study's untuned
-default (Simard et al. 2003's elastic alpha 34, sigma 4 with 10 degrees, 10% shifts and scalings, and
-`expansion` copies), the others drawn at random from the ranges. Each is scored by the classifier trained
-`steps` steps on the training part plus its copies, tested on the validation part (`validation_fraction`
-of each class, at least one image, never a class's last). The best setting (the first of equals) is then
-used with all the real images.
+The search (`classical_search` in conf/study.yaml and conf/expand.yaml): `trials` settings, the first
+the untuned default (Simard et al. 2003's elastic alpha 34, sigma 4 with 10 degrees, 10% shifts and
+scalings, and `expansion` copies), the others drawn at random from the ranges. Each is scored by the
+classifier trained `steps` steps on the training part plus its copies, tested on the validation part
+(`validation_fraction` of each class, at least one image, never a class's last). The best setting (the
+first of equals) is then used with all the real images.
 """
 
 from __future__ import annotations
@@ -183,7 +183,8 @@ def tune(
     say=lambda message: None,
 ) -> tuple[Classical, list[dict]]:
     """The best of search.candidates on the validation part of (images, labels), and every trial's
-    {"setting", "validation_acc"}. `fit(images, labels, steps)` trains a classifier (the arms' recipe)."""
+    {"setting", "validation_acc"}. `fit(images, labels, steps)` trains a classifier (e.g. the study's
+    arms' recipe)."""
     import torch
 
     from handwriting_gan.metrics.classifier import accuracy
@@ -209,22 +210,6 @@ def tune(
 
 
 # -- classical augmentation ------------------------------------------------------------------------
-def instantiate_classical(plan):
-    """`classical`, built (the study builds it once before any work, so that a mistake in it is found
-    first)."""
-    from hydra.errors import InstantiationException
-
-    from handwriting_gan.config import instantiate
-
-    try:
-        transform = instantiate(plan.classical)
-    except InstantiationException as error:
-        raise ConfigError(f"classical cannot be built: {str(error).splitlines()[0]}") from None
-    if not callable(transform):
-        raise ConfigError(f"classical builds a {type(transform).__name__}, which is not a transform.")
-    return transform
-
-
 @contextmanager
 def one_thread() -> Iterator[None]:
     """Per-image transforms of a small image are too little work to split across threads: starting

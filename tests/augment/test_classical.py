@@ -1,12 +1,12 @@
-"""The tuned classical baseline of the study's arm (b) (handwriting_gan/study/tuning.py)."""
+"""The tuned classical baseline of the study's arm (b) (handwriting_gan/augment/classical.py)."""
 
 import pytest
 import torch
 
 import handwriting_gan.metrics.classifier as classifier_module
+from handwriting_gan.augment.classical import DEFAULT, Classical, Search, tune, validation_split
 from handwriting_gan.errors import ConfigError
 from handwriting_gan.study.settings import check_study, study_config
-from handwriting_gan.study.tuning import DEFAULT, Classical, Search, tune, validation_split
 
 
 def search(**changes) -> Search:

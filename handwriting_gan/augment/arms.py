@@ -1,8 +1,12 @@
-"""The study's arms, listed once in ARMS: each way of training the classifier on the real images of one
-size and seed, and the kinds of extra images each adds (made and trained in study/training.py)."""
+"""The arms, listed once in ARMS: each way of training a classifier on a few real images per class, and
+the kinds of extra images each adds. The study trains them (study/training.py makes each kind) and the
+expand command measures (a), (b) and (g) of them on a user's own images; `mean_std` summarises an arm's
+accuracies over seeds for both."""
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: Each kind of extra images an arm can add (a property of training.TrainingSets), and what the
@@ -60,3 +64,11 @@ ARMS = (
 )
 #: `arms=[...]` keys by name.
 BY_KEY = {arm.key: arm for arm in ARMS}
+
+
+def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation; std is None for a single value, both None for none."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None

@@ -1,0 +1,102 @@
+"""The measurement's report: each arm's held-out accuracy per seed and mean ± std, the paired gain of (g)
+over (b) per seed, and one plain sentence saying whether the expansion helped; as report.md and
+report.json."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from handwriting_gan.augment.arms import mean_std
+from handwriting_gan.expand.measure import ARMS, BASELINE, EXPANDED
+
+REPORT_MD, REPORT_JSON = "report.md", "report.json"
+#: How the sentence names the two arms it compares.
+EXPANDED_NAME = "(g) classical augmentation + the augmenter's images"
+BASELINE_NAME = "(b) tuned classical augmentation alone"
+
+
+def summarize(records: Sequence[dict[str, Any]], path: Path, classes: int) -> dict[str, Any]:
+    """report.json's content from each seed's stored record (measure.measure_seed)."""
+    arms = {}
+    for arm in ARMS:
+        values = [record["arms"][arm.key]["test_acc"] for record in records]
+        mean, std = mean_std(values)
+        arms[arm.key] = {"title": arm.title, "test_acc": values, "mean": mean, "std": std}
+    gains = [
+        100 * (record["arms"][EXPANDED]["test_acc"] - record["arms"][BASELINE]["test_acc"])
+        for record in records
+    ]
+    mean, std = mean_std(gains)
+    return {
+        "folder": str(path.resolve()),
+        "classes": classes,
+        "seeds": [int(record["seed"]) for record in records],
+        "held_out_images": [record["held_out"] for record in records],
+        "training_images": [record["train"] for record in records],
+        "variations_per_image": records[0]["variations"],
+        "classical_choice": [record["classical_choice"]["setting"] for record in records],
+        "arms": arms,
+        "gain": {
+            "what": "accuracy of (g) minus that of (b), in points, per seed",
+            "per_seed": gains,
+            "mean": mean,
+            "std": std,
+            "seeds_better": sum(1 for gain in gains if gain > 0),
+        },
+        "sentence": verdict(gains),
+    }
+
+
+def verdict(gains: Sequence[float]) -> str:
+    """One plain sentence on the paired gains (accuracy points, one per seed): helped when (g) beat (b)
+    on average and in most seeds, did not help when it did neither, unclear otherwise."""
+    mean, _ = mean_std(gains)
+    better, seeds = sum(1 for gain in gains if gain > 0), len(gains)
+    most = better > seeds / 2
+    if mean > 0 and most:
+        return (
+            f"The expansion helped on this data: {EXPANDED_NAME} beat {BASELINE_NAME} by {mean:+.1f} "
+            f"points on average, in {better} of {seeds} seeds."
+        )
+    if mean <= 0 and not most:
+        return (
+            f"The expansion did not help on this data: {EXPANDED_NAME} scored {mean:+.1f} points against "
+            f"{BASELINE_NAME} on average, and beat it in {better} of {seeds} seeds."
+        )
+    return (
+        f"It is unclear whether the expansion helped on this data: {EXPANDED_NAME} scored {mean:+.1f} points "
+        f"against {BASELINE_NAME} on average, but beat it in {better} of {seeds} seeds; more seeds "
+        f"(seeds=) or more images per class would tell."
+    )
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """report.md: the table and the sentence."""
+    seeds = summary["seeds"]
+    held, trained = summary["held_out_images"], summary["training_images"]
+    lines = [
+        f"# Does the expansion help? {summary['folder']}",
+        "",
+        f"{summary['classes']} classes. Each seed holds out part of every class ({held[0]} images for seed "
+        f"{seeds[0]}) and trains the classifier on the rest ({trained[0]} images) three ways; (g) adds "
+        f"{summary['variations_per_image']} of the augmenter's images per real one to (b)'s copies. "
+        f"Accuracy on the held-out images:",
+        "",
+        "| arm | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean ± std |",
+        "| --- |" + " ---: |" * (len(seeds) + 1),
+    ]
+    for values in summary["arms"].values():
+        cells = [f"{100 * value:.1f}%" for value in values["test_acc"]]
+        lines.append(f"| {values['title']} | " + " | ".join(cells) + f" | {_mean_std(values, 100)} |")
+    gain = summary["gain"]
+    cells = [f"{value:+.1f}" for value in gain["per_seed"]]
+    lines.append("| gain (g) − (b), points | " + " | ".join(cells) + f" | {_mean_std(gain, 1, '+')} |")
+    return "\n".join([*lines, "", summary["sentence"], ""])
+
+
+def _mean_std(values: dict[str, Any], scale: float, sign: str = "") -> str:
+    mean, std = values["mean"], values["std"]
+    text = f"{scale * mean:{sign}.1f}" + ("%" if scale == 100 else "")
+    return text if std is None else f"{text} ± {scale * std:.1f}"
