@@ -160,12 +160,17 @@ def test_a_gan_run_records_the_studys_classifier_in_its_own_config(tmp_path):
 # -- the arms registry -----------------------------------------------------------------------------
 def test_the_registry_lists_each_arm_once_with_the_keys_and_titles_existing_studies_hold():
     keys = ["real", "classical", "synthetic", "filtered", "both", "augmenter", "classical_augmenter"]
-    assert [arm.key for arm in ARMS] == keys
-    assert [arm.title for arm in ARMS] == [*TITLES, "(f) + augmenter", "(g) + classical + augmenter"]
-    assert [arm.letter for arm in ARMS] == list("abcdefg")
+    assert [arm.key for arm in ARMS] == [*keys, "classical_augmenter_classical"]
+    assert [arm.title for arm in ARMS] == [
+        *TITLES,
+        "(f) + augmenter",
+        "(g) + classical + augmenter",
+        "(h) + classical + augmenter, then classical",
+    ]
+    assert [arm.letter for arm in ARMS] == list("abcdefgh")
     assert [arm.key for arm in ARMS if arm.filtered] == ["filtered", "both"]
     assert [arm.key for arm in ARMS if arm.needs_gan] == ["synthetic", "filtered", "both"]
-    assert [arm.key for arm in ARMS if arm.needs_augmenter] == ["augmenter", "classical_augmenter"]
+    assert [arm.key for arm in ARMS if arm.needs_augmenter] == keys[5:] + ["classical_augmenter_classical"]
     for arm in ARMS:
         assert set(arm.adds) <= set(KINDS), arm
     for kind in KINDS:  # each kind an arm can add is made (once) by TrainingSets
@@ -582,7 +587,7 @@ def test_a_classifier_asked_for_wins_over_the_studys(finished, tmp_path):
 
 
 # -- arms without a GAN: the augmenter and the tuned classical baseline ----------------------------
-AUGMENTER_ARMS = "arms=[real,classical,augmenter,classical_augmenter]"
+AUGMENTER_ARMS = "arms=[real,classical,augmenter,classical_augmenter,classical_augmenter_classical]"
 
 
 @pytest.fixture(scope="module")
@@ -621,7 +626,13 @@ def test_a_study_of_augmenter_arms_trains_no_gan_tunes_b_and_pairs_each_arm_with
     stored = json.loads((out / RESULTS_FILE).read_text())["runs"]
     for seed in (0, 1):
         record = stored[f"pc4_seed{seed}"]
-        assert set(record["arms"]) == {"real", "classical", "augmenter", "classical_augmenter"}
+        assert set(record["arms"]) == {
+            "real",
+            "classical",
+            "augmenter",
+            "classical_augmenter",
+            "classical_augmenter_classical",
+        }
         choice = record["classical_choice"]
         assert len(choice["trials"]) == 2 and choice["setting"] in [t["setting"] for t in choice["trials"]]
         arms = record["arms"]
@@ -630,6 +641,11 @@ def test_a_study_of_augmenter_arms_trains_no_gan_tunes_b_and_pairs_each_arm_with
         copies = choice["setting"]["copies"]
         assert arms["classical"]["extra_images"] == copies * arms["real"]["real_images"]
         assert arms["classical_augmenter"]["extra_images"] == (copies + 2) * arms["real"]["real_images"]
+        # (h): as many, the variations each through (b)'s transform.
+        assert (
+            arms["classical_augmenter_classical"]["extra_images"]
+            == arms["classical_augmenter"]["extra_images"]
+        )
     (row,) = result["rows"]
     gains = [
         stored[f"pc4_seed{s}"]["arms"]["classical_augmenter"]["test_acc"]

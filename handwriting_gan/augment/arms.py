@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 #: Each kind of extra images an arm can add (a property of training.TrainingSets), and what the
 #: progress lines call its images.
-KINDS = {"classical": "augmented", "synthetic": "synthetic", "filtered": "synthetic", "augmenter": "varied"}
+KINDS = {
+    "classical": "augmented",
+    "synthetic": "synthetic",
+    "filtered": "synthetic",
+    "augmenter": "varied",
+    "augmenter_classical": "varied + augmented",
+}
 #: The kinds made from a GAN run trained on the real images (its export): arms adding them need the run.
 GAN_KINDS = ("synthetic", "filtered")
 
@@ -46,7 +52,7 @@ class Arm:
 
     @property
     def needs_augmenter(self) -> bool:
-        return "augmenter" in self.adds
+        return any(kind.startswith("augmenter") for kind in self.adds)
 
 
 #: Every arm, in the table's order. A new arm is one entry here (and, for a new kind of extra images,
@@ -61,6 +67,12 @@ ARMS = (
     Arm("e", "both", "+ classical + synthetic, oracle filter", ("classical", "filtered")),
     Arm("f", "augmenter", "+ augmenter", ("augmenter",)),
     Arm("g", "classical_augmenter", "+ classical + augmenter", ("classical", "augmenter")),
+    Arm(
+        "h",
+        "classical_augmenter_classical",
+        "+ classical + augmenter, then classical",
+        ("classical", "augmenter_classical"),
+    ),
 )
 #: `arms=[...]` keys by name.
 BY_KEY = {arm.key: arm for arm in ARMS}

@@ -68,11 +68,21 @@ class TrainingSets:
     def classical(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Randomly augmented copies of each real image: the tuned setting's transform and copies, or
         the study's `classical` transform with `expansion` copies."""
-        if self.classical_setting is None:
-            transform, copies = instantiate_classical(self.plan), self.plan.expansion
-        else:
-            transform, copies = self.classical_setting.transform(), self.classical_setting.copies
+        transform, copies = self.classical_transform()
         return classical_copies(self.images, self.labels, transform, copies, self.seed)
+
+    def classical_transform(self):
+        """(b)'s transform and copies per real image: the tuned setting's, or the untuned default's."""
+        if self.classical_setting is None:
+            return instantiate_classical(self.plan), self.plan.expansion
+        return self.classical_setting.transform(), self.classical_setting.copies
+
+    @functools.cached_property
+    def augmenter_classical(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The augmenter's variations, each through (b)'s classical transform: both kinds of variation
+        on one image."""
+        images, labels = self.augmenter
+        return classical_copies(images, labels, self.classical_transform()[0], 1, self.seed + 1)
 
     @functools.cached_property
     def augmenter(self) -> tuple[torch.Tensor, torch.Tensor]:
