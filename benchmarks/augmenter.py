@@ -6,8 +6,12 @@ as `python -m handwriting_gan.expand` and the study's arms (f) and (g) call it: 
 timed after a warm-up); and training the same model (`experiment=dagan_omniglot`: Omniglot's source
 alphabets, batch 64 pairs, DiffAugment, R1) for `--steps` steps, reported per 1,000 steps.
 
+`--grid PNG` also draws the shipped augmenter's variations of characters it never saw: rows of
+Omniglot's held-out alphabets, MNIST digits and Chars74K characters, each a real image and then its
+variations (the picture of docs/results/augmenter.md).
+
 Usage: python benchmarks/augmenter.py [--data-dir ../shared/data] [--threads N] [--steps 200]
-       [--images 20000]
+       [--images 20000] [--grid docs/images/augmenter_variations.png]
 """
 
 from __future__ import annotations
@@ -75,12 +79,40 @@ def training_seconds(data_dir: str, steps: int) -> tuple[float, int]:
     return 1000 * (clock.stop - clock.start) / max(1, batches), batches
 
 
+def variation_grid(augmenter: Augmenter, data_dir: str, path: str, columns: int = 8) -> None:
+    """Rows of (an unseen real character, its variations) from three datasets, saved as a PNG."""
+    from torchvision.utils import save_image
+
+    from handwriting_gan.config import compose_config, instantiate
+
+    rows = []
+    for overrides, count in (
+        (["dataset=omniglot", "dataset.alphabets=held_out_a"], 3),
+        (["dataset=omniglot", "dataset.alphabets=held_out_b"], 3),
+        (["dataset=mnist"], 3),
+        (["dataset=chars74k", "dataset.download=false"], 3),
+    ):
+        cfg = compose_config([*overrides, f"paths.data_dir={data_dir}"], run_dir="unused")
+        images, labels = instantiate(cfg.dataset).split(train=False)
+        picks = [int(torch.nonzero(labels == label)[0]) for label in torch.unique(labels)[::7][:count]]
+        sources = images[picks]
+        made, _, _ = augmenter.vary(sources, labels[picks], copies=columns - 1, seed=0)
+        for row in range(len(picks)):
+            rows.append(torch.cat([sources[row : row + 1], made[row :: len(picks)]]))
+    grid = torch.cat(rows).float() / 255
+    save_image(
+        torch.nn.functional.interpolate(grid, scale_factor=2, mode="nearest"), path, nrow=columns, padding=2
+    )
+    print(f"variations of unseen characters: {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--steps", type=int, default=200, help="training steps timed")
     parser.add_argument("--images", type=int, default=20000, help="images generated per row")
+    parser.add_argument("--grid", default=None, help="also draw variations of unseen characters here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -107,6 +139,8 @@ def main() -> None:
         f"| {seconds:,.0f} s per 1,000 steps |"
     )
     print(json.dumps(rows))
+    if args.grid:
+        variation_grid(augmenter, args.data_dir, args.grid)
 
 
 if __name__ == "__main__":

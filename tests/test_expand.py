@@ -248,7 +248,20 @@ def test_npz_marks_each_synthetic_image_and_dataset_expanded_reads_it(letters, a
     real = FolderDataModule(str(letters), str(tmp_path / "cache"), test_fraction=0.0, **_sizes())
     mixed = ExpandedDataModule(real, str(out), synthetic_ratio=None, **_sizes(), image_shape=(1, 28, 28))
     images, _ = mixed.split(train=True)
-    assert len(images) == 18 + 24  # the real split plus the whole export
+    # The real split plus the export's synthetic images only: its real ones are the folder's own.
+    assert len(images) == 18 + 6
+    assert read_export(out).synthetic.sum() == 6
+
+
+def test_an_imagefolder_expansion_marks_its_synthetic_images_for_dataset_expanded(
+    expanded, letters, tmp_path
+):
+    out, result, _ = expanded
+    export = read_export(out)
+    assert int(export.synthetic.sum()) == result["num_synthetic"] and int((~export.synthetic).sum()) == 18
+    real = FolderDataModule(str(letters), str(tmp_path / "cache"), test_fraction=0.0, **_sizes())
+    mixed = ExpandedDataModule(real, str(out), synthetic_ratio=None, **_sizes(), image_shape=(1, 28, 28))
+    assert len(mixed.split(train=True)[0]) == 18 + result["num_synthetic"]
 
 
 def test_idx_reads_back_with_torchvision(letters, augmenter_run, tmp_path):

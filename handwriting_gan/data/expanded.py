@@ -75,6 +75,10 @@ class ExpandedDataModule(ImageDataModule):
         """The export at `synthetic`, read once, checked against the real dataset."""
         if self._export is None:
             export = read_export(self.synthetic)
+            if export.synthetic is not None:
+                # An expanded folder holds the user's real images too: only its synthetic ones add to real.
+                keep = export.synthetic
+                export = Export(export.images[keep], export.labels[keep], export.class_names, export.format)
             if export.class_names != self.class_names:
                 raise DataError(
                     f"dataset.synthetic={self.synthetic} has classes {_names(export.class_names)} but "

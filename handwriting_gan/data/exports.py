@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import gzip
 import json
 import os
@@ -153,6 +154,11 @@ class Export:
     labels: torch.Tensor
     class_names: tuple[str, ...]
     format: str
+    #: Per image, whether it is synthetic, where the export says (the expand command's output holds the
+    #: user's real images too); None: every image is synthetic (the export command's).
+    synthetic: torch.Tensor | None = None
+    #: The files read, relative to the export folder (imagefolder), in the images' order.
+    files: tuple[str, ...] = ()
 
 
 def read_export(path: str | Path) -> Export:
@@ -203,7 +209,24 @@ def read_export(path: str | Path) -> Export:
             f"{record_file} records {kept} images but {path} holds {len(export.labels)}; the export was "
             f"changed after it was written. Export it again."
         )
-    return export
+    return _marked(export, record.get("images"), record_file)
+
+
+def _marked(export: Export, records, record_file: Path) -> Export:
+    """`export` with its `synthetic` mask from the manifest's per-image records, when it has them."""
+    if not isinstance(records, list) or not records or "synthetic" not in records[0]:
+        return export
+    if export.format == "imagefolder":
+        flags = {str(r.get("file")): bool(r["synthetic"]) for r in records}
+        missing = [file for file in export.files if file not in flags]
+        if missing:
+            raise DataError(
+                f"{record_file} does not list {missing[0]}; the export was changed. Export it again."
+            )
+        mask = [flags[file] for file in export.files]
+    else:
+        mask = [bool(r["synthetic"]) for r in sorted(records, key=lambda r: int(r["index"]))]
+    return dataclasses.replace(export, synthetic=torch.tensor(mask, dtype=torch.bool))
 
 
 def _read_npz(path: Path) -> Export:
@@ -231,7 +254,7 @@ def _read_npz(path: Path) -> Export:
 
 
 def _read_imagefolder(path: Path, class_names: tuple[str, ...]) -> Export:
-    images, labels = [], []
+    images, labels, files = [], [], []
     for label, name in enumerate(class_folders(class_names)):
         folder = path / name
         if not folder.is_dir():
@@ -246,10 +269,13 @@ def _read_imagefolder(path: Path, class_names: tuple[str, ...]) -> Export:
                 pixels = np.asarray(image)
             images.append(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))
             labels.append(label)
+            files.append(f"{name}/{file.name}")
     if len({image.shape for image in images}) > 1:
         raise DataError(f"The images of the export {path} differ in size; export it again.")
     stacked = torch.from_numpy(np.stack(images)) if images else torch.empty(0, 1, 1, 1, dtype=torch.uint8)
-    return Export(stacked, torch.tensor(labels, dtype=torch.int64), class_names, "imagefolder")
+    return Export(
+        stacked, torch.tensor(labels, dtype=torch.int64), class_names, "imagefolder", files=tuple(files)
+    )
 
 
 def _check(export: Export, path: Path) -> None:
