@@ -21,9 +21,26 @@ def test_the_generator_varies_a_source_image_into_an_image_of_its_shape():
     assert generator.num_classes == 0 and generator.conditioning == "image"
 
 
-def test_the_output_depends_on_the_noise_and_on_the_source():
+def trained_looking(generator: UNetAugmenter) -> UNetAugmenter:
+    """The warp heads start at zero (the identity); give them weights, as training does."""
+    if generator.output == "warp":
+        for head in (generator.coarse, generator.fine):
+            torch.nn.init.normal_(head.weight, std=0.1)
+    return generator
+
+
+def test_the_warp_head_starts_as_the_identity():
+    generator = UNetAugmenter(latent_dim=8, image_shape=SHAPE, channels=8).eval()
+    sources = torch.rand(3, *SHAPE) * 2 - 1
+    assert torch.allclose(generator(torch.randn(3, 8), sources), sources, atol=1e-4)
+
+
+@pytest.mark.parametrize("output", ["warp", "pixels"])
+def test_the_output_depends_on_the_noise_and_on_the_source(output):
     torch.manual_seed(0)
-    generator = UNetAugmenter(latent_dim=16, image_shape=SHAPE, channels=16).eval()
+    generator = trained_looking(
+        UNetAugmenter(latent_dim=16, image_shape=SHAPE, channels=16, output=output)
+    ).eval()
     sources = torch.rand(2, *SHAPE) * 2 - 1
     z = torch.randn(2, 16)
     base = generator(z, sources)
@@ -33,8 +50,9 @@ def test_the_output_depends_on_the_noise_and_on_the_source():
     assert torch.allclose(base[:1], generator(z[:1], sources[:1]), atol=1e-5)
 
 
-def test_gradients_reach_every_generator_weight():
-    generator = UNetAugmenter(latent_dim=8, image_shape=SHAPE, channels=8)
+@pytest.mark.parametrize("output", ["warp", "pixels"])
+def test_gradients_reach_every_generator_weight(output):
+    generator = trained_looking(UNetAugmenter(latent_dim=8, image_shape=SHAPE, channels=8, output=output))
     generator(torch.randn(3, 8), torch.rand(3, *SHAPE)).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in generator.parameters())
 
@@ -54,6 +72,23 @@ def test_wrong_sources_are_a_clear_error():
         generator(torch.randn(2, 8), torch.rand(2, 1, 32, 32))
     with pytest.raises(ValueError, match="one each"):
         generator(torch.randn(3, 8), torch.rand(2, *SHAPE))
+
+
+def test_a_warp_keeps_the_sources_strokes_within_its_range():
+    """Moved by at most warp_range of the side: a one-pixel dot stays within that many pixels."""
+    generator = trained_looking(UNetAugmenter(latent_dim=8, image_shape=SHAPE, channels=8, warp_range=0.1))
+    source = -torch.ones(1, *SHAPE)
+    source[0, 0, 14, 14] = 1.0
+    with torch.no_grad():
+        out = generator(torch.randn(1, 8), source)
+    ink = torch.nonzero(out[0, 0] > -0.5)
+    reach = 1.5 * 0.1 * 28 + 2  # coarse + half-range fine field, plus the thickness step and bilinear spread
+    assert len(ink) and (ink - torch.tensor([14, 14])).abs().max() <= reach
+
+
+def test_an_unknown_output_head_is_refused():
+    with pytest.raises(ConfigError, match="output='paint' must be one of warp, pixels"):
+        UNetAugmenter(latent_dim=8, image_shape=SHAPE, output="paint")
 
 
 @pytest.mark.parametrize("channels", [0, 12, True])
