@@ -386,8 +386,9 @@ def test_the_study_writes_the_table_as_markdown_json_csv_and_a_plot(finished):
     for title in TITLES:
         assert title in header
     assert "FD / floor (40 samples)" in header and "label agreement" in header
-    body = table.splitlines()[table.splitlines().index(header) + 2 :]
-    assert [line.split(" | ")[0] for line in body] == ["| 4"]
+    _, body = header_and_rows(table)
+    assert [row[0] for row in body] == ["4"]
+    assert "Paired differences from (b) + tuned classical aug." in table
 
     rows = json.loads((folder / "table.json").read_text())["rows"]
     with open(folder / "table.csv", newline="") as handle:
@@ -395,7 +396,7 @@ def test_the_study_writes_the_table_as_markdown_json_csv_and_a_plot(finished):
     assert [row["per_class"] for row in rows] == [4] and [r["per_class"] for r in csv_rows] == ["4"]
     for row, csv_row in zip(rows, csv_rows, strict=True):
         assert row["seeds"] == 1
-        for arm in ARMS:
+        for arm in DEFAULT_ARMS:
             assert 0.0 <= row[f"{arm.key}_mean"] <= 1.0 and row[f"{arm.key}_std"] is None  # one seed
             assert float(csv_row[f"{arm.key}_mean"]) == pytest.approx(row[f"{arm.key}_mean"])
         assert row["fd_ratio_mean"] > 1.0  # three GAN steps are far from the real images
@@ -405,9 +406,11 @@ def test_the_study_writes_the_table_as_markdown_json_csv_and_a_plot(finished):
 
     # One line per step, counted, saying what it does.
     lines = [line for line in progress.splitlines() if line.startswith("[")]
-    assert len(lines) == 8 and lines[0].startswith("[1/8] per_class=4 seed=0: training the GAN")
-    assert "(model=cgan_mlp, 3 steps)" in lines[0] and lines[-1].startswith("[8/8] per_class=4 seed=0: (e)")
-    assert re.search(r"on 40 real \+ 80 augmented \+ \d+ synthetic images$", lines[-1])
+    # The GAN, its metrics, its export, the tuning of (b), then the five arms.
+    assert len(lines) == 9 and lines[0].startswith("[1/9] per_class=4 seed=0: training the GAN")
+    assert "(model=cgan_mlp, 3 steps)" in lines[0] and lines[-1].startswith("[9/9] per_class=4 seed=0: (e)")
+    assert "tuning classical augmentation (2 settings" in lines[3]
+    assert re.search(r"on 40 real \+ \d+ augmented \+ \d+ synthetic images$", lines[-1])
 
 
 @pytest.mark.process
@@ -426,15 +429,19 @@ def test_each_run_is_a_run_folder_with_its_export_and_each_arm_its_training_set(
 
         stored = results["runs"][f"pc{per_class}_seed0"]
         arms = stored["arms"]
-        assert list(arms) == [arm.key for arm in ARMS]
+        assert list(arms) == [arm.key for arm in DEFAULT_ARMS]
         assert {arm["real_images"] for arm in arms.values()} == {real}
         assert {arm["test_images"] for arm in arms.values()} == {FAKE_TEST_IMAGES}  # the full test split
         assert arms["real"]["extra_images"] == 0
-        assert arms["classical"]["extra_images"] == arms["synthetic"]["extra_images"] == 2 * real
+        copies = stored["classical_choice"]["setting"]["copies"]  # the tuned setting's
+        assert (
+            arms["classical"]["extra_images"] == copies * real
+            and arms["synthetic"]["extra_images"] == 2 * real
+        )
         kept = arms["filtered"]["extra_images"]
         assert kept <= 2 * real and arms["filtered"]["kept_fraction"] == kept / (2 * real)
         # (e) = (b)'s copies and (d)'s synthetic images together.
-        assert arms["both"]["extra_images"] == 2 * real + kept
+        assert arms["both"]["extra_images"] == copies * real + kept
         assert arms["both"]["kept_fraction"] == arms["filtered"]["kept_fraction"]
         assert (
             stored["quality"]["num_samples"] == 40 and stored["quality"]["fd"] > stored["quality"]["fd_floor"]
