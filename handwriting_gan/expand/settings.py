@@ -155,7 +155,7 @@ def expand_config(values: Mapping[str, Any] | None = None) -> DictConfig:
 def check_plan(cfg: DictConfig) -> Plan:
     """The plan of `cfg` (conf/expand.yaml); raises ConfigError or DataError naming the first mistake."""
     from handwriting_gan.augment.classical import Search
-    from handwriting_gan.metrics.classifier import ClassifierSettings
+    from handwriting_gan.metrics.classifier import ClassifierSettings, settings_for_steps
 
     path = _folder(cfg.path)
     out = _out(cfg.out, path)
@@ -175,7 +175,8 @@ def check_plan(cfg: DictConfig) -> Plan:
             f"held_out_fraction={fraction} must be in (0, 1), e.g. 0.25: the part of each class the "
             f"measurement tests on."
         )
-    steps, classifier = _arm_classifier(cfg.arm_classifier, cfg.classifier, ClassifierSettings)
+    base = ClassifierSettings.from_mapping(OmegaConf.to_container(cfg.classifier))
+    steps, classifier = settings_for_steps(cfg.arm_classifier, base)
     search = Search.from_mapping(OmegaConf.to_container(cfg.classical_search))
     dataset = {key: cfg.dataset[key] for key in DATASET_KEYS}
     unknown = sorted(set(cfg.dataset) - set(DATASET_KEYS))
@@ -258,24 +259,3 @@ def _per_class(value) -> int:
             f"real count), or null for 10 x each class."
         )
     return value
-
-
-def _arm_classifier(value, classifier, settings_type) -> tuple[int, ClassifierSettings]:
-    """conf/study.yaml's rule: `steps` and changes to the classifier group's recipe (epochs, min_steps and
-    seed follow from the steps and the measurement's seed)."""
-    changes = OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
-    if not isinstance(changes, dict):
-        raise ConfigError(f"arm_classifier={value} must be a mapping, e.g. {{steps: 1000, batch_size: 64}}.")
-    changes = dict(changes)
-    steps = check_count("arm_classifier.steps", changes.pop("steps", None), 1, " (e.g. 1000)")
-    known = {field.name for field in dataclasses.fields(settings_type)} - {"epochs", "min_steps", "seed"}
-    unknown = sorted(set(changes) - known)
-    if unknown:
-        raise ConfigError(
-            f"arm_classifier has unknown keys {unknown}; it takes steps and any of {sorted(known)}."
-        )
-    base = OmegaConf.to_container(classifier) if isinstance(classifier, DictConfig) else dict(classifier)
-    try:
-        return steps, settings_type.from_mapping({**base, **changes})
-    except ConfigError as error:
-        raise ConfigError(f"arm_classifier: {error}") from None

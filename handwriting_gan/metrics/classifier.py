@@ -288,3 +288,29 @@ def fit_for_steps(
         return fit_classifier(images, labels, num_classes, settings, device), settings.epochs_for(len(images))
     finally:
         log.setLevel(level)
+
+
+def settings_for_steps(value, base: ClassifierSettings) -> tuple[int, ClassifierSettings]:
+    """A command's `arm_classifier` setting, checked: `steps` and changes to the `base` recipe; returns
+    (steps, the changed recipe). Epochs, min_steps and the seed are not its keys: fit_for_steps sets them
+    from the steps and the caller's seed."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from handwriting_gan.shell import check_count
+
+    changes = OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
+    if not isinstance(changes, dict):
+        raise ConfigError(f"arm_classifier={value} must be a mapping, e.g. {{steps: 1000, batch_size: 64}}.")
+    changes = dict(changes)
+    steps = check_count("arm_classifier.steps", changes.pop("steps", None), 1, " (e.g. 1000)")
+    known = {field.name for field in dataclasses.fields(ClassifierSettings)} - {"epochs", "min_steps", "seed"}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ConfigError(
+            f"arm_classifier has unknown keys {unknown}; it takes steps and any of {sorted(known)} "
+            f"(epochs and min_steps follow from steps; the seed is the command's own)."
+        )
+    try:
+        return steps, ClassifierSettings.from_mapping({**base.as_dict(), **changes})
+    except ConfigError as error:
+        raise ConfigError(f"arm_classifier: {error}") from None

@@ -176,10 +176,10 @@ def check_study(cfg: DictConfig) -> Study:
             "classical must be a transform config with a _target_, e.g. torchvision.transforms.v2.Compose "
             "(see conf/study.yaml)."
         )
-    from handwriting_gan.metrics.classifier import ClassifierSettings
+    from handwriting_gan.metrics.classifier import ClassifierSettings, settings_for_steps
 
     classifier = ClassifierSettings.from_mapping(OmegaConf.to_container(cfg.classifier))
-    arm_steps, arm_classifier = _check_arm_classifier(cfg.arm_classifier, classifier)
+    arm_steps, arm_classifier = settings_for_steps(cfg.arm_classifier, classifier)
     out = cfg.out
     if out is None:
         name = "_".join(groups[key] for key in ("dataset", "model", "experiment") if groups[key])
@@ -281,24 +281,3 @@ def _check_train_overrides(value, gan_steps: int | None) -> tuple[str, ...]:
                 f"pass gan_steps=null to train for trainer.max_epochs epochs instead."
             )
     return overrides
-
-
-def _check_arm_classifier(value, classifier: ClassifierSettings) -> tuple[int, ClassifierSettings]:
-    from handwriting_gan.metrics.classifier import ClassifierSettings
-
-    changes = OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
-    if not isinstance(changes, dict):
-        raise ConfigError(f"arm_classifier={value} must be a mapping, e.g. {{steps: 1000, batch_size: 64}}.")
-    changes = dict(changes)
-    steps = check_count("arm_classifier.steps", changes.pop("steps", None), 1, " (e.g. 1000)")
-    known = {field.name for field in dataclasses.fields(ClassifierSettings)} - {"epochs", "min_steps", "seed"}
-    unknown = sorted(set(changes) - known)
-    if unknown:
-        raise ConfigError(
-            f"arm_classifier has unknown keys {unknown}; it takes steps and any of {sorted(known)} "
-            f"(epochs and min_steps follow from steps; the seed is the study's)."
-        )
-    try:
-        return steps, ClassifierSettings.from_mapping({**classifier.as_dict(), **changes})
-    except ConfigError as error:
-        raise ConfigError(f"arm_classifier: {error}") from None
