@@ -220,11 +220,19 @@ class GAN(L.LightningModule):
             backward(d_loss)
             opt_d.step()
 
-        # Freeze D while G learns: no gradient buffers for D's weights are computed or kept.
+        g_loss = self._update_generator(
+            lambda: self.discriminator(self._seen(fake), fake_labels), z, fake, opt_g, backward
+        )
+        return self._statistics(d_loss, g_loss, d_logits, n)
+
+    def _update_generator(self, fake_logits: Callable[[], torch.Tensor], z, fake, opt_g, backward):
+        """G's update from D's logits of the generated images (`fake_logits()`, evaluated with D frozen:
+        no gradient buffers for D's weights are computed or kept), with the mode-seeking term; returns
+        G's loss."""
         d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
         for p in d_params:
             p.requires_grad_(False)
-        g_loss = self.loss.g_loss(self.discriminator(self._seen(fake), fake_labels))
+        g_loss = self.loss.g_loss(fake_logits())
         if self.mode_seeking:
             g_loss = g_loss + self.mode_seeking * mode_seeking_penalty(z, fake)
         opt_g.zero_grad(set_to_none=True)
@@ -232,7 +240,11 @@ class GAN(L.LightningModule):
         opt_g.step()
         for p in d_params:
             p.requires_grad_(True)
+        return g_loss
 
+    @staticmethod
+    def _statistics(d_loss, g_loss, d_logits: torch.Tensor, n: int) -> torch.Tensor:
+        """(d_loss, g_loss, mean D(real), mean D(generated)) of a step whose D logits are real first."""
         with torch.no_grad():
             probabilities = torch.sigmoid(d_logits)
             return torch.stack([d_loss, g_loss, probabilities[:n].mean(), probabilities[n:].mean()])

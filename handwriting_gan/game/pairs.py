@@ -22,7 +22,6 @@ import torch
 
 from handwriting_gan.errors import ConfigError
 from handwriting_gan.game.gan import GAN
-from handwriting_gan.game.losses import mode_seeking_penalty
 from handwriting_gan.models.contract import image_conditional
 
 
@@ -102,25 +101,14 @@ class PairGAN(GAN):
             opt_d.step()
             self.d_updates += 1
 
-        d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
-        for p in d_params:
-            p.requires_grad_(False)
-        g_loss = self.loss.g_loss(
-            self.discriminator.pairs(self._seen(torch.cat([fake_sources, fake], dim=1)))
+        g_loss = self._update_generator(
+            lambda: self.discriminator.pairs(self._seen(torch.cat([fake_sources, fake], dim=1))),
+            z,
+            fake,
+            opt_g,
+            backward,
         )
-        if self.mode_seeking:
-            g_loss = g_loss + self.mode_seeking * mode_seeking_penalty(z, fake)
-        opt_g.zero_grad(set_to_none=True)
-        backward(g_loss)
-        opt_g.step()
-        for p in d_params:
-            p.requires_grad_(True)
-
-        with torch.no_grad():
-            probabilities = torch.sigmoid(d_logits)
-            return torch.stack(
-                [d_loss.detach(), g_loss.detach(), probabilities[:n].mean(), probabilities[n:].mean()]
-            )
+        return self._statistics(d_loss, g_loss, d_logits, n)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
