@@ -160,17 +160,27 @@ def test_a_gan_run_records_the_studys_classifier_in_its_own_config(tmp_path):
 # -- the arms registry -----------------------------------------------------------------------------
 def test_the_registry_lists_each_arm_once_with_the_keys_and_titles_existing_studies_hold():
     keys = ["real", "classical", "synthetic", "filtered", "both", "augmenter", "classical_augmenter"]
-    assert [arm.key for arm in ARMS] == [*keys, "classical_augmenter_classical"]
+    assert [arm.key for arm in ARMS] == [
+        *keys,
+        "classical_augmenter_classical",
+        "classical_augmenter_checked",
+    ]
     assert [arm.title for arm in ARMS] == [
         *TITLES,
         "(f) + augmenter",
         "(g) + classical + augmenter",
         "(h) + classical + augmenter, then classical",
+        "(i) + classical + augmenter, checked by (b)'s classifier",
     ]
-    assert [arm.letter for arm in ARMS] == list("abcdefgh")
+    assert [arm.letter for arm in ARMS] == list("abcdefghi")
     assert [arm.key for arm in ARMS if arm.filtered] == ["filtered", "both"]
     assert [arm.key for arm in ARMS if arm.needs_gan] == ["synthetic", "filtered", "both"]
-    assert [arm.key for arm in ARMS if arm.needs_augmenter] == keys[5:] + ["classical_augmenter_classical"]
+    assert [arm.key for arm in ARMS if arm.checked] == ["classical_augmenter_checked"]
+    assert [arm.key for arm in ARMS if arm.needs_augmenter] == [
+        *keys[5:],
+        "classical_augmenter_classical",
+        "classical_augmenter_checked",
+    ]
     for arm in ARMS:
         assert set(arm.adds) <= set(KINDS), arm
     for kind in KINDS:  # each kind an arm can add is made (once) by TrainingSets
@@ -594,7 +604,10 @@ def test_a_classifier_asked_for_wins_over_the_studys(finished, tmp_path):
 
 
 # -- arms without a GAN: the augmenter and the tuned classical baseline ----------------------------
-AUGMENTER_ARMS = "arms=[real,classical,augmenter,classical_augmenter,classical_augmenter_classical]"
+AUGMENTER_ARMS = (
+    "arms=[real,classical,augmenter,classical_augmenter,classical_augmenter_classical,"
+    "classical_augmenter_checked]"
+)
 
 
 @pytest.fixture(scope="module")
@@ -639,6 +652,7 @@ def test_a_study_of_augmenter_arms_trains_no_gan_tunes_b_and_pairs_each_arm_with
             "augmenter",
             "classical_augmenter",
             "classical_augmenter_classical",
+            "classical_augmenter_checked",
         }
         choice = record["classical_choice"]
         assert len(choice["trials"]) == 2 and choice["setting"] in [t["setting"] for t in choice["trials"]]
@@ -652,6 +666,12 @@ def test_a_study_of_augmenter_arms_trains_no_gan_tunes_b_and_pairs_each_arm_with
         assert (
             arms["classical_augmenter_classical"]["extra_images"]
             == arms["classical_augmenter"]["extra_images"]
+        )
+        # (i): (b)'s copies and the variations (b)'s classifier reads as their source's class.
+        checked = arms["classical_augmenter_checked"]
+        varied = arms["augmenter"]["extra_images"]
+        assert checked["extra_images"] - arms["classical"]["extra_images"] == round(
+            checked["kept_fraction"] * varied
         )
     (row,) = result["rows"]
     gains = [
@@ -668,3 +688,12 @@ def test_a_study_of_augmenter_arms_trains_no_gan_tunes_b_and_pairs_each_arm_with
     study(study_config(overrides))  # everything is stored: nothing trains again
     err = capsys.readouterr().err
     assert "training the classifier" not in err and "tuning" not in err
+
+    # Resumed with (b) stored, (i) trains its filter anew (not handed (b)'s): the same filter and result.
+    results = json.loads((out / RESULTS_FILE).read_text())
+    first = results["runs"]["pc4_seed0"]["arms"].pop("classical_augmenter_checked")
+    (out / RESULTS_FILE).write_text(json.dumps(results))
+    study(study_config(overrides))
+    again = json.loads((out / RESULTS_FILE).read_text())["runs"]["pc4_seed0"]["arms"]
+    assert again["classical_augmenter_checked"] == first
+    assert f"(kept {100 * row['checked_kept']:.0f}%)" in table

@@ -17,6 +17,7 @@ KINDS = {
     "filtered": "synthetic",
     "augmenter": "varied",
     "augmenter_classical": "varied + augmented",
+    "augmenter_checked": "varied and checked",
 }
 #: The kinds made from a GAN run trained on the real images (its export): arms adding them need the run.
 GAN_KINDS = ("synthetic", "filtered")
@@ -46,6 +47,12 @@ class Arm:
         return "filtered" in self.adds
 
     @property
+    def checked(self) -> bool:
+        """Adds the augmenter's variations that (b)'s classifier reads as their source's class: its
+        results say what fraction of the variations was kept."""
+        return "augmenter_checked" in self.adds
+
+    @property
     def needs_gan(self) -> bool:
         """Adds images of a GAN trained on the real ones: the study trains, measures and exports one."""
         return any(kind in GAN_KINDS for kind in self.adds)
@@ -58,7 +65,8 @@ class Arm:
 #: Every arm, in the table's order. A new arm is one entry here (and, for a new kind of extra images,
 #: one entry of KINDS and one property of training.TrainingSets that makes them). (d) and (e) filter
 #: with the domain classifier trained on the FULL dataset, which a user with few images does not have:
-#: their names say so, and their gains are an upper bound, not a result.
+#: their names say so, and their gains are an upper bound, not a result. (i) filters with what the user
+#: has.
 ARMS = (
     Arm("a", "real", "real"),
     Arm("b", "classical", "+ tuned classical aug.", ("classical",)),
@@ -72,6 +80,14 @@ ARMS = (
         "classical_augmenter_classical",
         "+ classical + augmenter, then classical",
         ("classical", "augmenter_classical"),
+    ),
+    # The filter a user has: the classifier of (b), trained on the few real images and their classical
+    # copies, drops the variations it reads as another class than their source's.
+    Arm(
+        "i",
+        "classical_augmenter_checked",
+        "+ classical + augmenter, checked by (b)'s classifier",
+        ("classical", "augmenter_checked"),
     ),
 )
 #: `arms=[...]` keys by name.

@@ -19,7 +19,7 @@ import torch
 from torchvision.datasets.utils import download_url
 
 from handwriting_gan.data.base import ImageDataModule
-from handwriting_gan.data.conversion import Conversion, convert_characters
+from handwriting_gan.data.conversion import Conversion, convert_characters, files_digest
 from handwriting_gan.data.preprocess import Preprocessing, image_suffixes
 from handwriting_gan.errors import ConfigError, DataError
 from handwriting_gan.files import atomic_path
@@ -52,11 +52,7 @@ class Scans:
 
     @cached_property
     def digest(self) -> str:
-        sha = hashlib.sha256()
-        for name, content in zip(self.names, self.contents, strict=True):
-            sha.update(f"{name}\0{len(content)}\0".encode())
-            sha.update(content)
-        return sha.hexdigest()
+        return files_digest(self.names, self.contents)
 
     def display(self, name: str) -> str:
         """Where a scan is, for a person: the file in the tree, or the archive and its member."""

@@ -4,6 +4,7 @@ converted set with its report, shared by every dataset read from image files (Ch
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from handwriting_gan.data.preprocess import NotACharacter, Preprocessing, Source
-from handwriting_gan.errors import DataError
+from handwriting_gan.errors import ConfigError, DataError
 from handwriting_gan.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,39 @@ class Conversion:
             return cls(data["images"], data["labels"], data["kept"], skipped)
         except Exception as exc:
             raise DataError(f"The cache {path} cannot be read ({exc}); delete it to rebuild it.") from None
+
+
+def files_digest(names: Sequence[str], contents: Sequence[bytes]) -> str:
+    """A hash of every file's name and bytes, in order: the same files give the same cache key whatever
+    held them (an archive, an unpacked tree), and any changed, added or removed file gives another."""
+    sha = hashlib.sha256()
+    for name, content in zip(names, contents, strict=True):
+        sha.update(f"{name}\0{len(content)}\0".encode())
+        sha.update(content)
+    return sha.hexdigest()
+
+
+def grey_square(image_size, kwargs: dict, what: str) -> dict:
+    """A converting datamodule's keyword arguments with image_shape (1, image_size, image_size), checked:
+    `what` (e.g. "folder images become") one grey channel of image_size x image_size, so an image_shape
+    given beside image_size must be that."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
+        raise ConfigError(
+            f"dataset.image_size={image_size} must be a positive number of pixels, e.g. 28 (MNIST), 32 or 64."
+        )
+    square = (1, image_size, image_size)
+    shape = kwargs.setdefault("image_shape", square)
+    try:
+        matches = tuple(int(side) for side in shape) == square
+    except (TypeError, ValueError):
+        matches = True  # not a shape at all: the datamodule's own check says so
+    if not matches:
+        raise ConfigError(
+            f"dataset.image_shape={list(shape)} does not match dataset.image_size={image_size}: {what} one "
+            f"grey channel of image_size x image_size. Set dataset.image_size alone (image_shape follows "
+            f"it), or image_shape=[1,{image_size},{image_size}]."
+        )
+    return kwargs
 
 
 def report_path(cache: Path) -> Path:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from handwriting_gan.data.base import ImageDataModule
-from handwriting_gan.data.conversion import Conversion, convert_characters
+from handwriting_gan.data.conversion import Conversion, convert_characters, grey_square
 from handwriting_gan.data.preprocess import Preprocessing, image_suffixes
 from handwriting_gan.errors import ConfigError, DataError
 
@@ -70,20 +70,7 @@ class FolderDataModule(ImageDataModule):
         strict: bool = False,
         **kwargs,
     ) -> None:
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
-            raise ConfigError(
-                f"dataset.image_size={image_size} must be a positive number of pixels, e.g. 28 (MNIST), "
-                f"32 or 64."
-            )
-        kwargs.setdefault("image_shape", (1, image_size, image_size))
-        super().__init__(**kwargs)
-        if self.image_shape != (1, image_size, image_size):
-            raise ConfigError(
-                f"dataset.image_shape={list(self.image_shape)} does not match dataset.image_size="
-                f"{image_size}: folder images become one grey channel of image_size x image_size. Set "
-                f"dataset.image_size alone (image_shape follows it), or image_shape=[1,{image_size},"
-                f"{image_size}]."
-            )
+        super().__init__(**grey_square(image_size, kwargs, "folder images become"))
         if path is None or not str(path).strip():
             raise ConfigError(
                 "dataset.path=<dir> is required: the folder of images with one sub-folder per class, "

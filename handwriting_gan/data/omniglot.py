@@ -5,7 +5,6 @@ place from the authors' two zip files, split by drawer, and converted once into 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 
 from handwriting_gan.data.base import ImageDataModule
-from handwriting_gan.data.conversion import Conversion, convert_characters
+from handwriting_gan.data.conversion import Conversion, convert_characters, files_digest, grey_square
 from handwriting_gan.data.preprocess import Preprocessing
 from handwriting_gan.errors import ConfigError, DataError
 
@@ -78,11 +77,7 @@ class Drawings:
 
     @cached_property
     def digest(self) -> str:
-        sha = hashlib.sha256()
-        for name, content in zip(self.names, self.contents, strict=True):
-            sha.update(f"{name}\0{len(content)}\0".encode())
-            sha.update(content)
-        return sha.hexdigest()
+        return files_digest(self.names, self.contents)
 
     def display(self, index: int) -> str:
         """Where a drawing is, for a person: the archive and its member."""
@@ -131,20 +126,7 @@ class OmniglotDataModule(ImageDataModule):
         strict: bool = False,
         **kwargs,
     ) -> None:
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
-            raise ConfigError(
-                f"dataset.image_size={image_size} must be a positive number of pixels, e.g. 28 (MNIST), "
-                f"32 or 64."
-            )
-        kwargs.setdefault("image_shape", (1, image_size, image_size))
-        super().__init__(**kwargs)
-        if self.image_shape != (1, image_size, image_size):
-            raise ConfigError(
-                f"dataset.image_shape={list(self.image_shape)} does not match dataset.image_size="
-                f"{image_size}: Omniglot becomes one grey channel of image_size x image_size. Set "
-                f"dataset.image_size alone (image_shape follows it), or image_shape=[1,{image_size},"
-                f"{image_size}]."
-            )
+        super().__init__(**grey_square(image_size, kwargs, "Omniglot becomes"))
         if (
             isinstance(test_drawers, bool)
             or not isinstance(test_drawers, int)

@@ -56,7 +56,8 @@ class UNetAugmenter(ImageGenerator):
 
     - `warp`: the decoder predicts a displacement field (at H/4 and H/2, summed, at most `warp_range` of
       the side) and a stroke-thickness field, and the output is the source moved by that field, its
-      strokes thickened or thinned where the field says. Every output is the source's own strokes,
+      strokes thickened or thinned where the field says (with `integrate`, the field is a velocity,
+      integrated into a fold-free displacement). Every output is the source's own strokes,
       moved: a variation of the character, never another one. The heads start at zero, so G starts as
       the identity and D's first lesson is that a copy of the source is not another drawer's image;
     - `pixels`: DAGAN's own head, up to full size (with the source itself) and a tanh image.
@@ -72,6 +73,7 @@ class UNetAugmenter(ImageGenerator):
         noise_channels: int = 8,
         output: str = "warp",
         warp_range: float = 0.15,
+        integrate: int = 0,
     ) -> None:
         super().__init__(latent_dim, image_shape)
         _check_size(self.image_shape)
@@ -84,9 +86,14 @@ class UNetAugmenter(ImageGenerator):
                 f"model.generator.warp_range={warp_range} must be in (0, 1): the largest displacement, "
                 f"as a fraction of the image side (0.15: 4 pixels of 28)."
             )
+        if isinstance(integrate, bool) or not isinstance(integrate, int) or not 0 <= integrate <= 10:
+            raise ConfigError(
+                f"model.generator.integrate={integrate!r} must be a whole number in [0, 10]: the scaling and "
+                f"squaring steps of the displacement (0: the field as predicted; 6 keeps it fold-free)."
+            )
         colour, height, width = self.image_shape
         self.channels, self.noise_channels, self.output = c, k, output
-        self.warp_range = float(warp_range)
+        self.warp_range, self.integrate = float(warp_range), integrate
         self.quarter = (height // 4, width // 4)
         self.half = (height // 2, width // 2)
         self.down1 = nn.Sequential(nn.Conv2d(colour, c, 4, 2, 1), nn.LeakyReLU(0.2))
@@ -148,6 +155,8 @@ class UNetAugmenter(ImageGenerator):
         # fine field moves strokes at most FINE_SHARE as far as the coarse one moves the whole character:
         # with both at full range, G bent strokes into squiggles no drawer makes.
         shift = (torch.tanh(coarse[:, :2]) + FINE_SHARE * torch.tanh(fine[:, :2])) * (2 * self.warp_range)
+        if self.integrate:
+            shift = self.exponentiate(shift)
         grid = self.identity + shift.permute(0, 2, 3, 1)
         # Paper is -1: sample ink in [0, 1] with zeros outside, so what moves in from outside is paper.
         ink = F.grid_sample(
@@ -158,6 +167,19 @@ class UNetAugmenter(ImageGenerator):
         thinner = -F.max_pool2d(-ink, 3, 1, 1)
         ink = ink + F.relu(thickness) * (thicker - ink) + F.relu(-thickness) * (thinner - ink)
         return ink * 2 - 1
+
+    def exponentiate(self, velocity: torch.Tensor) -> torch.Tensor:
+        """The displacement (N, 2, H, W) of flowing along the stationary `velocity` field for unit time,
+        by scaling and squaring (Arsigny et al. 2006): `integrate` compositions of the field scaled by
+        1 / 2^integrate with itself. A smooth field so integrated never folds, so a warp cannot lay a
+        stroke over itself or pull a second copy of one out of the paper."""
+        displacement = velocity / 2**self.integrate
+        for _ in range(self.integrate):
+            grid = self.identity + displacement.permute(0, 2, 3, 1)
+            displacement = displacement + F.grid_sample(
+                displacement, grid, mode="bilinear", padding_mode="border", align_corners=False
+            )
+        return displacement
 
 
 class PairCritic(PairDiscriminator):

@@ -49,14 +49,21 @@ def summarize(plan: Study, results: Results) -> list[dict]:
         for key in ("fd_ratio", "label_agreement"):
             row[f"{key}_mean"], row[f"{key}_std"] = mean_std([q[key] for q in quality])
         row["filtered_kept"] = mean_std([kept_fraction(plan, r) for r in runs])[0]
+        if any(arm.checked for arm in plan.arms):  # a new key only where a new arm is: old files keep theirs
+            row["checked_kept"] = mean_std([kept_fraction(plan, r, checked=True) for r in runs])[0]
         rows.append(row)
     return rows
 
 
-def kept_fraction(plan: Study, run: dict) -> float | None:
+def kept_fraction(plan: Study, run: dict, checked: bool = False) -> float | None:
     """The fraction of the run's synthetic images that passed filter_confidence (the same for every
-    filtered arm), or None before a filtered arm is stored."""
-    stored = [run["arms"][arm.key] for arm in plan.arms if arm.filtered and arm.key in run["arms"]]
+    filtered arm), or with `checked` of the augmenter's variations that (b)'s classifier read as their
+    source's class; None before such an arm is stored."""
+    stored = [
+        run["arms"][arm.key]
+        for arm in plan.arms
+        if (arm.checked if checked else arm.filtered) and arm.key in run["arms"]
+    ]
     return stored[0]["kept_fraction"] if stored else None
 
 
@@ -96,6 +103,8 @@ def markdown_table(plan: Study, rows: list[dict]) -> str:
             cell = _cell(row[f"{arm.key}_mean"], row[f"{arm.key}_std"], 100)
             if arm.key == kept_in and row["filtered_kept"] is not None:
                 cell += f" (kept {100 * row['filtered_kept']:.0f}%)"
+            if arm.checked and row.get("checked_kept") is not None:
+                cell += f" (kept {100 * row['checked_kept']:.0f}%)"
             arms.append(cell)
         cells = [str(row["per_class"]), str(row["seeds"]), *arms]
         if plan.needs_gan:

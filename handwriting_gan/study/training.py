@@ -28,7 +28,8 @@ class TrainingSets:
     each kind made once, when an arm first needs it (the elastic transform of the classical copies is
     slow). `classical`: the tuned setting of (b) (None: the study's `classical` transform with `expansion`
     copies); `export_dir`: the GAN run's export (None without a GAN run); `augmenter`: the loaded
-    augmenter (handwriting_gan.augmenter.Augmenter) or None."""
+    augmenter (handwriting_gan.augmenter.Augmenter) or None; `num_classes`: the dataset's (default: the
+    labels' largest plus one)."""
 
     def __init__(
         self,
@@ -39,8 +40,10 @@ class TrainingSets:
         seed: int,
         classical: Classical | None = None,
         augmenter: Augmenter | None = None,
+        num_classes: int | None = None,
     ) -> None:
         self.plan, self.export_dir, self.seed = plan, export_dir, seed
+        self.num_classes = num_classes if num_classes is not None else int(labels.max()) + 1
         self.images, self.labels = images, labels
         self.classical_setting, self.augmenter_model = classical, augmenter
 
@@ -93,6 +96,37 @@ class TrainingSets:
             self.images, self.labels, self.plan.expansion, self.seed
         )
         return images, labels
+
+    @functools.cached_property
+    def augmenter_checked(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The augmenter's variations that (b)'s classifier reads as their source's class."""
+        from handwriting_gan.metrics.classifier import extract
+
+        images, labels = self.augmenter
+        _, predictions = extract(self.checker, images)
+        keep = predictions.cpu() == labels
+        return images[keep], labels[keep]
+
+    @functools.cached_property
+    def checker(self):
+        """(b)'s classifier: trained on the real images and their classical copies as (b)'s arm trains
+        it (train_arms hands over (b)'s own when it trains (b) in the same process)."""
+        import torch
+
+        images, labels = self.classical
+        return fit_for_steps(
+            torch.cat([self.images, images]),
+            torch.cat([self.labels, labels]),
+            self.num_classes,
+            self.plan.arm_classifier,
+            self.plan.arm_steps,
+            self.seed,
+            self.plan.device,
+        )[0]
+
+    @property
+    def checked_fraction(self) -> float:
+        return len(self.augmenter_checked[1]) / max(1, len(self.augmenter[1]))
 
     @functools.cached_property
     def synthetic(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,7 +199,14 @@ def train_arms(
         classical = Classical(**record["classical_choice"]["setting"])
     augmenter = load_augmenter(plan) if any(arm.needs_augmenter for arm in todo) else None
     sets = TrainingSets(
-        plan, images, labels, run.export_dir if run is not None else None, seed, classical, augmenter
+        plan,
+        images,
+        labels,
+        run.export_dir if run is not None else None,
+        seed,
+        classical,
+        augmenter,
+        datamodule.num_classes,
     )
     for arm in todo:
         extra_images, extra_labels = sets.extra(arm)
@@ -188,6 +229,10 @@ def train_arms(
         }
         if arm.filtered:
             stored[arm.key]["kept_fraction"] = sets.kept_fraction
+        if arm.checked:
+            stored[arm.key]["kept_fraction"] = sets.checked_fraction
+        if arm.adds == ("classical",):
+            sets.checker = classifier  # (i)'s filter is this classifier: no second training
         results.save()
 
 

@@ -29,8 +29,9 @@ def trained_looking(generator: UNetAugmenter) -> UNetAugmenter:
     return generator
 
 
-def test_the_warp_head_starts_as_the_identity():
-    generator = UNetAugmenter(latent_dim=8, image_shape=SHAPE, channels=8).eval()
+@pytest.mark.parametrize("integrate", [0, 6])
+def test_the_warp_head_starts_as_the_identity(integrate):
+    generator = UNetAugmenter(latent_dim=8, image_shape=SHAPE, channels=8, integrate=integrate).eval()
     sources = torch.rand(3, *SHAPE) * 2 - 1
     assert torch.allclose(generator(torch.randn(3, 8), sources), sources, atol=1e-4)
 
@@ -84,6 +85,33 @@ def test_a_warp_keeps_the_sources_strokes_within_its_range():
     ink = torch.nonzero(out[0, 0] > -0.5)
     reach = 1.5 * 0.1 * 28 + 2  # coarse + half-range fine field, plus the thickness step and bilinear spread
     assert len(ink) and (ink - torch.tensor([14, 14])).abs().max() <= reach
+
+
+def folded(displacement: torch.Tensor) -> float:
+    """The fraction of pixels where identity + displacement (grid units, (N, 2, H, W)) folds: its
+    Jacobian determinant, by central differences, is not positive."""
+    step = 2 / displacement.shape[-1]
+    dx, dy = displacement[:, 0], displacement[:, 1]
+    d_dcol = lambda f: (f[:, 1:-1, 2:] - f[:, 1:-1, :-2]) / (2 * step)  # noqa: E731
+    d_drow = lambda f: (f[:, 2:, 1:-1] - f[:, :-2, 1:-1]) / (2 * step)  # noqa: E731
+    det = (1 + d_dcol(dx)) * (1 + d_drow(dy)) - d_drow(dx) * d_dcol(dy)
+    return float((det <= 0).float().mean())
+
+
+def test_an_integrated_warp_does_not_fold_where_the_raw_field_does():
+    """A field as large as the warp head's (0.2 of the grid's span of 2) folds a sixth of the image used
+    as a displacement; integrated by scaling and squaring, nowhere."""
+    torch.manual_seed(0)
+    field = torch.nn.functional.interpolate(torch.randn(4, 2, 7, 7), size=SHAPE[1:], mode="bilinear") * 0.2
+    generator = UNetAugmenter(latent_dim=8, image_shape=SHAPE, channels=8, integrate=6)
+    assert folded(field) > 0.1
+    assert folded(generator.exponentiate(field)) == 0.0
+
+
+@pytest.mark.parametrize("integrate", [-1, 11, 2.5, True])
+def test_integrate_must_be_a_small_whole_number(integrate):
+    with pytest.raises(ConfigError, match="integrate=.* must be a whole number in"):
+        UNetAugmenter(latent_dim=8, image_shape=SHAPE, integrate=integrate)
 
 
 def test_an_unknown_output_head_is_refused():
