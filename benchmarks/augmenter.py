@@ -8,7 +8,9 @@ alphabets, batch 64 pairs, DiffAugment, R1) for `--steps` steps, reported per 1,
 
 `--grid PNG` also draws the shipped augmenter's variations of characters it never saw: rows of
 Omniglot's held-out alphabets, MNIST digits and Chars74K characters, each a real image and then its
-variations (the picture of docs/results/augmenter.md).
+variations (the picture of docs/results/augmenter.md). `--augmenter` measures another augmenter (a run
+folder or a generator.pt) in the generation rows and the grid; the training row always times the
+shipped recipe.
 
 Usage: python benchmarks/augmenter.py [--data-dir ../shared/data] [--threads N] [--steps 200]
        [--images 20000] [--grid docs/images/augmenter_variations.png]
@@ -25,7 +27,7 @@ import time
 
 import torch
 
-from handwriting_gan.augmenter import Augmenter, shipped_path
+from handwriting_gan.augmenter import Augmenter, augmenter_file
 
 
 def generation(augmenter: Augmenter, images: int, batch_size: int) -> float:
@@ -110,19 +112,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--steps", type=int, default=200, help="training steps timed")
+    parser.add_argument("--steps", type=int, default=200, help="training steps timed (0: no training row)")
     parser.add_argument("--images", type=int, default=20000, help="images generated per row")
     parser.add_argument("--grid", default=None, help="also draw variations of unseen characters here")
+    parser.add_argument(
+        "--augmenter",
+        default="omniglot",
+        help="the augmenter measured: a shipped name, a run folder or a generator.pt (default: omniglot)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    augmenter = Augmenter.load("omniglot")
-    size = shipped_path("omniglot").stat().st_size
+    augmenter = Augmenter.load(args.augmenter)
+    size = augmenter_file(args.augmenter).stat().st_size
     print(
         f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; shipped augmenter {size / 1e6:.2f} MB, "
+        f"{torch.get_num_threads()} threads; augmenter {args.augmenter}: {size / 1e6:.2f} MB, "
         f"{sum(p.numel() for p in augmenter.generator.parameters()):,} parameters"
     )
     rows = []
@@ -132,12 +139,14 @@ def main() -> None:
         speed = generation(augmenter, args.images, batch)
         rows.append({"what": "generation", "batch": batch, "images_per_s": speed})
         print(f"| generation (uint8 in, uint8 out) | {batch} | {speed:,.0f} images/s |")
-    seconds, steps = training_seconds(args.data_dir, args.steps)
-    rows.append({"what": "training", "batch": 64, "seconds_per_1000_steps": seconds, "steps_timed": steps})
-    print(
-        f"| training (experiment=dagan_omniglot, {steps} steps timed) | 64 "
-        f"| {seconds:,.0f} s per 1,000 steps |"
-    )
+    if args.steps:
+        seconds, steps = training_seconds(args.data_dir, args.steps)
+        timed = {"seconds_per_1000_steps": seconds, "steps_timed": steps}
+        rows.append({"what": "training", "batch": 64, **timed})
+        print(
+            f"| training (experiment=dagan_omniglot, {steps} steps timed) | 64 "
+            f"| {seconds:,.0f} s per 1,000 steps |"
+        )
     print(json.dumps(rows))
     if args.grid:
         variation_grid(augmenter, args.data_dir, args.grid)

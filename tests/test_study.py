@@ -318,7 +318,7 @@ def test_a_new_arm_in_the_registry_is_one_more_column_of_the_table_its_files_and
     assert header[2:8] == [*TITLES[:3], *[f"{t} (≥ 0.9)" for t in TITLES[3:]], "(h) + extra"]
     assert body[0][header.index("(h) + extra")] == "70.0 ± 14.1"
     assert "extra images per real one in (c)-(d), (h)," in table
-    assert "| 10 |" in table.split("Paired differences")[1] and "20.0 ± 14.1 (+10.0, +30.0)" in table
+    assert "| 10 |" in table.split("Paired differences")[1] and "+20.0 ± 14.1 (+10.0, +30.0)" in table
 
     files = write_outputs(plan, rows, table)
     assert json.loads(Path(files["table.json"]).read_text())["arms"]["extra"] == "(h) + extra"

@@ -67,10 +67,13 @@ def kept_fraction(plan: Study, run: dict, checked: bool = False) -> float | None
     return stored[0]["kept_fraction"] if stored else None
 
 
-def _cell(mean: float | None, std: float | None, scale: float = 1.0, digits: int = 1) -> str:
+def _cell(
+    mean: float | None, std: float | None, scale: float = 1.0, digits: int = 1, sign: str = "-"
+) -> str:
+    """`mean ± std`, scaled; sign "+" writes the sign of a positive mean too (a difference)."""
     if mean is None:
         return "-"
-    text = f"{scale * mean:.{digits}f}"
+    text = f"{scale * mean:{sign}.{digits}f}"
     return text if std is None else f"{text} ± {scale * std:.{digits}f}"
 
 
@@ -157,7 +160,8 @@ def gain_table(plan: Study, rows: list[dict]) -> list[str]:
         cells = []
         for arm in arms:
             seeds = ", ".join(f"{100 * gain:+.1f}" for gain in row[f"{arm.key}_gain_seeds"])
-            cells.append(f"{_cell(row[f'{arm.key}_gain_mean'], row[f'{arm.key}_gain_std'], 100)} ({seeds})")
+            gain = _cell(row[f"{arm.key}_gain_mean"], row[f"{arm.key}_gain_std"], 100, sign="+")
+            cells.append(f"{gain} ({seeds})")
         lines.append(f"| {row['per_class']} | " + " | ".join(cells) + " |")
     return lines
 
