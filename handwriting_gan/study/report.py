@@ -67,9 +67,7 @@ def kept_fraction(plan: Study, run: dict, checked: bool = False) -> float | None
     return stored[0]["kept_fraction"] if stored else None
 
 
-def _cell(
-    mean: float | None, std: float | None, scale: float = 1.0, digits: int = 1, sign: str = "-"
-) -> str:
+def _cell(mean: float | None, std: float | None, scale: float = 1.0, digits: int = 1, sign: str = "-") -> str:
     """`mean ± std`, scaled; sign "+" writes the sign of a positive mean too (a difference)."""
     if mean is None:
         return "-"
