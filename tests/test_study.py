@@ -209,7 +209,7 @@ def test_each_arm_trains_on_the_real_images_and_the_kinds_of_images_it_adds(tmp_
     images = torch.zeros(3, 1, 28, 28, dtype=torch.uint8)
     images[:, :, 8:20, 8:20] = 255
     export = fake_export(tmp_path / "export", [0, 1, 2, 0, 1, 2], [0.9, 0.2, 0.6, 0.1, 0.5, 0.7])
-    sets = TrainingSets(plan, images, torch.arange(3), export, seed=0)
+    sets = TrainingSets(plan, images, torch.arange(3), export, seed=0, num_classes=3)
     extra = {arm.key: sets.extra(arm) for arm in DEFAULT_ARMS}
 
     assert len(extra["real"][0]) == 0
@@ -230,7 +230,9 @@ def test_an_export_without_confidences_says_how_to_export_again(tmp_path):
     with np.load(export / "dataset.npz") as arrays:
         kept = {k: arrays[k] for k in ("images", "labels", "class_names")}
     np.savez_compressed(export / "dataset.npz", **kept)
-    sets = TrainingSets(plan, torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.arange(2), export, seed=0)
+    sets = TrainingSets(
+        plan, torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.arange(2), export, seed=0, num_classes=2
+    )
     with pytest.raises(DataError, match="holds no confidences .* run the study again"):
         sets.extra(ARMS[3])
 

@@ -28,8 +28,8 @@ class TrainingSets:
     each kind made once, when an arm first needs it (the elastic transform of the classical copies is
     slow). `classical`: the tuned setting of (b) (None: the study's `classical` transform with `expansion`
     copies); `export_dir`: the GAN run's export (None without a GAN run); `augmenter`: the loaded
-    augmenter (handwriting_gan.augmenter.Augmenter) or None; `num_classes`: the dataset's (default: the
-    labels' largest plus one)."""
+    augmenter (handwriting_gan.augmenter.Augmenter) or None; `num_classes`: the dataset's (the classifiers'
+    outputs)."""
 
     def __init__(
         self,
@@ -40,10 +40,10 @@ class TrainingSets:
         seed: int,
         classical: Classical | None = None,
         augmenter: Augmenter | None = None,
-        num_classes: int | None = None,
+        *,
+        num_classes: int,
     ) -> None:
-        self.plan, self.export_dir, self.seed = plan, export_dir, seed
-        self.num_classes = num_classes if num_classes is not None else int(labels.max()) + 1
+        self.plan, self.export_dir, self.seed, self.num_classes = plan, export_dir, seed, num_classes
         self.images, self.labels = images, labels
         self.classical_setting, self.augmenter_model = classical, augmenter
 
@@ -107,22 +107,26 @@ class TrainingSets:
         keep = predictions.cpu() == labels
         return images[keep], labels[keep]
 
-    @functools.cached_property
-    def checker(self):
-        """(b)'s classifier: trained on the real images and their classical copies as (b)'s arm trains
-        it (train_arms hands over (b)'s own when it trains (b) in the same process)."""
+    def fit(self, extra_images: torch.Tensor, extra_labels: torch.Tensor):
+        """(classifier, epochs): an arm's classifier, trained arm_steps steps on the real images and
+        `extra_images`."""
         import torch
 
-        images, labels = self.classical
         return fit_for_steps(
-            torch.cat([self.images, images]),
-            torch.cat([self.labels, labels]),
+            torch.cat([self.images, extra_images]),
+            torch.cat([self.labels, extra_labels]),
             self.num_classes,
             self.plan.arm_classifier,
             self.plan.arm_steps,
             self.seed,
             self.plan.device,
-        )[0]
+        )
+
+    @functools.cached_property
+    def checker(self):
+        """(b)'s classifier, trained as (b)'s arm trains it (train_arms hands over (b)'s own when it
+        trains (b) in the same process)."""
+        return self.fit(*self.classical)[0]
 
     @property
     def checked_fraction(self) -> float:
@@ -157,7 +161,6 @@ def train_arms(
     the finished, exported GAN run `run`, or, without one (no arm needs a GAN), on the real images the
     run's dataset config picks. The classical setting is tuned first when an arm needs it (stored, so a
     resumed study reuses it). Arms stored in `results` are skipped; each new one is stored at once."""
-    import torch
 
     from handwriting_gan.config import instantiate
     from handwriting_gan.metrics.cache import reference_data
@@ -206,20 +209,12 @@ def train_arms(
         seed,
         classical,
         augmenter,
-        datamodule.num_classes,
+        num_classes=datamodule.num_classes,
     )
     for arm in todo:
         extra_images, extra_labels = sets.extra(arm)
         progress.step(f"{label}: {arm.title}: training the classifier on {sets.describe(arm)} images")
-        classifier, epochs = fit_for_steps(
-            torch.cat([sets.images, extra_images]),
-            torch.cat([sets.labels, extra_labels]),
-            datamodule.num_classes,
-            plan.arm_classifier,
-            plan.arm_steps,
-            seed,
-            plan.device,
-        )
+        classifier, epochs = sets.fit(extra_images, extra_labels)
         stored[arm.key] = {
             "test_acc": accuracy(classifier, *test),
             "real_images": len(sets.images),
