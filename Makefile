@@ -43,10 +43,10 @@ benchmark: $(STAMP) ## Print the throughput table (needs MNIST under ../shared/d
 	$(PY) benchmarks/throughput.py
 
 AUGMENTER_RUN ?= outputs/dagan_omniglot/shipped
-augmenter: $(STAMP) ## Train the shipped augmenter on Omniglot's source alphabets and copy it into the package (~30 min on 2 cores)
+augmenter: $(STAMP) ## Train the shipped augmenter on Omniglot's source alphabets, choose its length on their validation characters, copy it into the package (~35 min on 2 cores)
 	rm -rf $(AUGMENTER_RUN)
 	$(PY) -m handwriting_gan experiment=dagan_omniglot paths.data_dir=$${HWGAN_DATA_DIR:-../shared/data} hydra.run.dir=$(AUGMENTER_RUN) $(ARGS)
-	cp $(AUGMENTER_RUN)/generator.pt handwriting_gan/augmenters/omniglot.pt
+	cp $(AUGMENTER_RUN)/selected_generator.pt handwriting_gan/augmenters/omniglot.pt
 
 clean: ## Remove runs, caches and build files (keeps .venv and data/)
 	rm -rf outputs multirun cache .pytest_cache .ruff_cache build *.egg-info

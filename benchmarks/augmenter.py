@@ -70,6 +70,7 @@ def training_seconds(data_dir: str, steps: int) -> tuple[float, int]:
                 "~callbacks.losses",
                 "~callbacks.checkpoint",
                 "~callbacks.hparams",
+                "~callbacks.selection",  # its evaluations are not training steps
             ],
             run_dir=folder,
         )

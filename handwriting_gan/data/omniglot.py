@@ -44,6 +44,11 @@ SPLITS: dict[str, tuple[str, ...]] = {
 }
 #: Every character is drawn once by each of drawers 01..20 (the number after the file name's underscore).
 DRAWERS = 20
+#: `characters=train` or `validation`: of every kept alphabet, the characters whose number is a multiple
+#: of `validation_every` (character05, character10, ...) are the validation characters, the others the
+#: training characters; the augmenter's training length is chosen on characters it never trained on.
+CHARACTER_SPLITS = ("all", "train", "validation")
+CHARACTER_NUMBER = re.compile(r"character(\d+)$")
 # <top folder>/<Alphabet>/characterNN/<file>.png, whatever the top folder is called.
 MEMBER = re.compile(r"(?:^|/)([^/]+/character\d{2}/([^/]+\.png))$", re.IGNORECASE)
 DRAWING = re.compile(r"\d+_(\d{2})\.png", re.IGNORECASE)
@@ -113,6 +118,11 @@ class OmniglotDataModule(ImageDataModule):
 
     The split is by drawer: drawers 21 - `test_drawers` to 20 of every character are the test split, the
     others the training split, so `per_class` picks from drawers the test never shows.
+
+    `characters` splits the kept alphabets' characters themselves: `train` keeps those whose number is
+    not a multiple of `validation_every`, `validation` those that are (every fifth character of each
+    alphabet by default), `all` every one. The two parts are disjoint sets of classes, each with its own
+    label space, as alphabets are: an augmenter trains on one and is measured on the other.
     """
 
     def __init__(
@@ -124,9 +134,26 @@ class OmniglotDataModule(ImageDataModule):
         fit_size: int = 20,
         image_size: int = 28,
         strict: bool = False,
+        characters: str = "all",
+        validation_every: int = 5,
         **kwargs,
     ) -> None:
         super().__init__(**grey_square(image_size, kwargs, "Omniglot becomes"))
+        if characters not in CHARACTER_SPLITS:
+            raise ConfigError(
+                f"dataset.characters={characters} must be one of {', '.join(CHARACTER_SPLITS)}: all keeps "
+                f"every character of the kept alphabets, validation every {validation_every}th of each "
+                f"alphabet, train the others."
+            )
+        if (
+            isinstance(validation_every, bool)
+            or not isinstance(validation_every, int)
+            or validation_every < 2
+        ):
+            raise ConfigError(
+                f"dataset.validation_every={validation_every} must be a whole number of at least 2: every "
+                f"validation_every-th character of each alphabet is a validation character (5: a fifth)."
+            )
         if (
             isinstance(test_drawers, bool)
             or not isinstance(test_drawers, int)
@@ -150,6 +177,8 @@ class OmniglotDataModule(ImageDataModule):
         self.image_size = image_size
         self.test_drawers = test_drawers
         self.strict = strict
+        self.characters = characters
+        self.validation_every = validation_every
         self._drawings: Drawings | None = None
         self._all: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._cache_path: Path | None = None
@@ -196,9 +225,25 @@ class OmniglotDataModule(ImageDataModule):
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        """The characters of the selected alphabets, sorted; a label is a position in this table."""
+        """The characters of the selected alphabets (and of `characters`' part of them), sorted; a label is
+        a position in this table."""
         kept = set(self.selected_alphabets)
-        return tuple(name for name in self.all_class_names if alphabet_of(name) in kept)
+        names = tuple(name for name in self.all_class_names if alphabet_of(name) in kept)
+        if self.characters == "all":
+            return names
+        validation = self.characters == "validation"
+        chosen = tuple(name for name in names if self._is_validation(name) == validation)
+        if not chosen:
+            raise ConfigError(
+                f"dataset.characters={self.characters} keeps none of the {len(names)} characters of "
+                f"{', '.join(self.selected_alphabets)} (every {self.validation_every}th is a validation "
+                f"character); lower dataset.validation_every or choose characters=all."
+            )
+        return chosen
+
+    def _is_validation(self, character: str) -> bool:
+        number = CHARACTER_NUMBER.search(character)
+        return number is not None and int(number.group(1)) % self.validation_every == 0
 
     # -- the splits ----------------------------------------------------------------------------
     def _load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:

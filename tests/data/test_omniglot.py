@@ -163,6 +163,42 @@ def test_alphabets_by_list_by_name_and_by_split_form_their_own_label_space(data_
     assert latin_two.split(train=True)[1].unique().tolist() == [2] and latin_two.num_classes == 3
 
 
+def test_characters_split_each_alphabet_into_disjoint_training_and_validation_classes(data_dir, tmp_path):
+    cache = tmp_path / "cache"
+    every = dict(validation_every=2)  # the fabricated alphabets have 2-3 characters
+    train = module(data_dir, cache, characters="train", **every)
+    validation = module(data_dir, cache, characters="validation", **every)
+    assert validation.class_names == (
+        "Greek/character02",
+        "Korean/character02",
+        "Latin/character02",
+        "Tagalog/character02",
+    )
+    assert set(train.class_names) == set(CLASSES) - set(validation.class_names)
+    for dm in (train, validation):  # each part its own label space, every drawer of its characters
+        _, labels = dm.split(train=True)
+        assert torch.bincount(labels).tolist() == [DRAWERS - 5] * dm.num_classes
+    full_images, full_labels = module(data_dir, cache).split(train=True)
+    chosen = torch.isin(full_labels, torch.tensor([CLASSES.index(n) for n in validation.class_names]))
+    assert torch.equal(validation.split(train=True)[0], full_images[chosen])
+    # With alphabets: the part of the kept alphabets only.
+    latin = module(data_dir, cache, alphabets="Latin", characters="train", **every)
+    assert latin.class_names == ("Latin/character01", "Latin/character03")
+
+
+@pytest.mark.parametrize(
+    ("setting", "match"),
+    [
+        (dict(characters="test"), r"dataset.characters=test must be one of all, train, validation"),
+        (dict(validation_every=1), r"dataset.validation_every=1 must be a whole number of at least 2"),
+        (dict(characters="validation", validation_every=7), r"keeps none of the 9 characters"),
+    ],
+)
+def test_impossible_character_splits_are_config_errors(data_dir, tmp_path, setting, match):
+    with pytest.raises(ConfigError, match=match):
+        module(data_dir, tmp_path / "cache", **setting).split(train=True)
+
+
 def test_an_unknown_alphabet_is_a_config_error_listing_the_alphabets_and_splits(data_dir, tmp_path):
     dm = module(data_dir, tmp_path / "cache", alphabets=["Latin", "Klingon"])
     with pytest.raises(ConfigError) as error:
