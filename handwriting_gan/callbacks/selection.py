@@ -15,6 +15,7 @@ that `augmenter=<that file>` uses it. `<run>/selection.json` keeps every evaluat
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +132,7 @@ class AugmenterSelection(L.Callback):
         say(
             f"Selection: {self.num_episodes} episodes of {self.per_class} images of each of "
             f"{self.num_classes} validation classes; real + classical copies score "
-            f"{100 * self._mean(e.baseline for e in self.episodes):.1f}% on their "
+            f"{100 * statistics.fmean(e.baseline for e in self.episodes):.1f}% on their "
             f"{len(self.episodes[0].test[1])} test images. The augmenter is measured every "
             f"{self.every_n_epochs} epochs; the best so far goes to {self.path}."
         )
@@ -166,10 +167,10 @@ class AugmenterSelection(L.Callback):
         row = {
             "epoch": epoch,
             "step": int(trainer.global_step),
-            "gain": self._mean(gains),
+            "gain": statistics.fmean(gains),
             "gains": gains,
-            "accuracy": 100 * self._mean(accuracies),
-            "baseline": 100 * self._mean(e.baseline for e in self.episodes),
+            "accuracy": 100 * statistics.fmean(accuracies),
+            "baseline": 100 * statistics.fmean(e.baseline for e in self.episodes),
         }
         self.history.append(row)
         improved = self.best is None or row["gain"] > self.best["gain"]
@@ -206,11 +207,6 @@ class AugmenterSelection(L.Callback):
             train_images, train_labels, self.num_classes, self.settings, self.steps, seed, device
         )
         return accuracy(classifier, *test)
-
-    @staticmethod
-    def _mean(values) -> float:
-        values = list(values)
-        return sum(values) / len(values)
 
     def _write_history(self) -> None:
         record = {"best": self.best, "evaluations": self.history, "generator": self.path.name}

@@ -20,6 +20,7 @@ from handwriting_gan.data.base import ImageDataModule
 from handwriting_gan.data.conversion import Conversion, convert_characters, files_digest, grey_square
 from handwriting_gan.data.preprocess import Preprocessing
 from handwriting_gan.errors import ConfigError, DataError
+from handwriting_gan.shell import check_count
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +146,12 @@ class OmniglotDataModule(ImageDataModule):
                 f"every character of the kept alphabets, validation every {validation_every}th of each "
                 f"alphabet, train the others."
             )
-        if (
-            isinstance(validation_every, bool)
-            or not isinstance(validation_every, int)
-            or validation_every < 2
-        ):
-            raise ConfigError(
-                f"dataset.validation_every={validation_every} must be a whole number of at least 2: every "
-                f"validation_every-th character of each alphabet is a validation character (5: a fifth)."
-            )
+        check_count(
+            "dataset.validation_every",
+            validation_every,
+            2,
+            ": every validation_every-th character of each alphabet is a validation character (5: a fifth)",
+        )
         if (
             isinstance(test_drawers, bool)
             or not isinstance(test_drawers, int)
