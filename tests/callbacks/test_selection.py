@@ -126,3 +126,17 @@ def test_impossible_settings_are_config_errors(tmp_path, change, match):
     cfg = with_selection(TINY_DAGAN, tmp_path / "run", **change)
     with pytest.raises(ConfigError, match=match):
         instantiate(cfg.callbacks.selection)
+
+
+def test_its_baseline_is_the_studys_untuned_classical_augmentation_and_follows_its_overrides():
+    # Both come from the config group conf/classical/, so a change to (b) there reaches both; one
+    # command's override reaches only its own.
+    study = compose_config(["dataset=omniglot"], config_name="study")
+    run = compose_config(["experiment=dagan_omniglot"])
+    assert run.callbacks.selection.classical == study.classical
+    assert study.classical.transforms[1]._target_ == "torchvision.transforms.v2.ElasticTransform"
+    changed = compose_config(
+        ["experiment=dagan_omniglot", "callbacks.selection.classical.transforms.0.degrees=5"]
+    )
+    assert changed.callbacks.selection.classical.transforms[0].degrees == 5
+    assert "classical" not in changed  # the training config gains no top-level key of its own
