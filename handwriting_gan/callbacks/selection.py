@@ -178,7 +178,9 @@ class AugmenterSelection(L.Callback):
             self.best = row
             from handwriting_gan.models.generator_file import save_generator
 
-            save_generator(self.path, pl_module.sampling_generator, self.generator_config)
+            # The training classes, as the run's generator.pt records them: the file says what it saw.
+            names = getattr(trainer.datamodule, "class_names", ())
+            save_generator(self.path, pl_module.sampling_generator, self.generator_config, names)
         self._write_history()
         for name in ("gain", "accuracy", "baseline"):
             pl_module.log(

@@ -66,6 +66,12 @@ def test_every_evaluation_is_recorded_and_the_best_generator_is_kept(selected_ru
     assert record["best"] == best
     selected = Augmenter.load(selected_run / "selected_generator.pt")
     assert selected.image_conditional and selected.image_shape == (1, 28, 28)
+    # It records the classes it trained on, as the run's own generator.pt does.
+    kept, run_file = (
+        load_generator(selected_run / "selected_generator.pt")[1],
+        load_generator(selected_run / "generator.pt")[1],
+    )
+    assert kept["class_names"] == run_file["class_names"] and len(kept["class_names"]) > 1
     # The kept file is the last epoch's generator exactly when the last evaluation was the best.
     is_last = same_weights(
         weights(selected_run / "selected_generator.pt"), weights(selected_run / "generator.pt")
