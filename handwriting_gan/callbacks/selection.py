@@ -132,7 +132,7 @@ class AugmenterSelection(L.Callback):
         say(
             f"Selection: {self.num_episodes} episodes of {self.per_class} images of each of "
             f"{self.num_classes} validation classes; real + classical copies score "
-            f"{100 * statistics.fmean(e.baseline for e in self.episodes):.1f}% on their "
+            f"{self.baseline:.1f}% on their "
             f"{len(self.episodes[0].test[1])} test images. The augmenter is measured every "
             f"{self.every_n_epochs} epochs; the best so far goes to {self.path}."
         )
@@ -170,7 +170,7 @@ class AugmenterSelection(L.Callback):
             "gain": statistics.fmean(gains),
             "gains": gains,
             "accuracy": 100 * statistics.fmean(accuracies),
-            "baseline": 100 * statistics.fmean(e.baseline for e in self.episodes),
+            "baseline": self.baseline,
         }
         self.history.append(row)
         improved = self.best is None or row["gain"] > self.best["gain"]
@@ -209,6 +209,11 @@ class AugmenterSelection(L.Callback):
             train_images, train_labels, self.num_classes, self.settings, self.steps, seed, device
         )
         return accuracy(classifier, *test)
+
+    @property
+    def baseline(self) -> float:
+        """(b)'s mean accuracy over the episodes, in %: fixed once they are drawn (no generator in it)."""
+        return 100 * statistics.fmean(e.baseline for e in self.episodes)
 
     def _write_history(self) -> None:
         record = {"best": self.best, "evaluations": self.history, "generator": self.path.name}
