@@ -18,28 +18,48 @@ from typing import Any
 import hydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from handwriting_gan.config import CONFIG_PATH, SHARED_PREFIX, check_choice, compose_config
 from handwriting_gan.errors import ConfigError, UserError, exit_with
 
 
-def command(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-    """The Hydra entry point of a command: composes `conf/<config_name>.yaml` with the command line and
-    calls `task(cfg)`; a UserError from the task is printed as one line and exits with its code."""
+def command(
+    config_name: str,
+    task: Callable[[DictConfig], Any],
+    prepare: Callable[[list[str]], list[str]] | None = None,
+) -> Callable[[], Any]:
+    """The Hydra entry point of a command: checks the command line before Hydra sees it, composes
+    `conf/<config_name>.yaml` with it and calls `task(cfg)`. The check is `prepare(argv)`, which returns
+    the arguments Hydra runs with (training's also claims the run folder), or by default
+    `check_command_line`. A UserError from the check or the task is printed as one line and exits with
+    its code, so every command reports a bad override the same way (Hydra would print its own message
+    and exit 1)."""
 
     @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
     def _entry(cfg: DictConfig) -> Any:
         return _run_task(task, cfg)
 
     def _run() -> Any:
+        quiet_dependencies()
         try:
-            check_plugins(config_name, sys.argv[1:])
+            argv = prepare(sys.argv[1:]) if prepare else check_command_line(config_name, sys.argv[1:])
+            check_plugins(config_name, argv)
         except UserError as error:
             exit_with(error)
+        sys.argv = [sys.argv[0], *argv]
         return _entry()
 
     return _run
+
+
+def check_command_line(config_name: str, argv: list[str]) -> list[str]:
+    """Raise ConfigError for a mistake in a single run's overrides (see compose_checked); returns `argv`.
+    A command line with flags is left to Hydra: its own (`--help`, `--cfg job`) need no check, and a
+    sweep's (`-m`) lists of values are composed per job."""
+    if not any(arg.startswith("-") for arg in argv):
+        compose_checked(config_name, argv)
+    return argv
 
 
 def _run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
@@ -226,10 +246,15 @@ def compose_checked(config_name: str, argv: Sequence[str]) -> DictConfig:
         hint = plugin_hint(str(error))
         if hint:
             raise ConfigError(hint) from None
+        unknown = _unknown_override(config_name, overrides, error)
+        if unknown is not None:
+            raise unknown from None
         raise ConfigError(f"the configuration cannot be composed: {_composition_message(error)}") from None
     for arg in overrides:
         if arg.startswith("+"):
-            _check_added_key(base, _key(arg))
+            error = _unknown_key(base, arg, config_name)
+            if error is not None:
+                raise error
     return cfg
 
 
@@ -237,34 +262,59 @@ def _key(arg: str) -> str:
     return arg.split("=", 1)[0].lstrip("+~")
 
 
-def _check_added_key(base: DictConfig, key: str) -> None:
-    """A key added with `+`/`++` must already exist, be an argument that the `_target_` of the config
-    node it is added to accepts (e.g. `++trainer.limit_train_batches=10`), or start a new entry of a
-    collection of `_target_` objects (e.g. `+callbacks.pause._target_=...`, a callback of one's own)."""
-    if OmegaConf.select(base, key, default="__missing__") != "__missing__":
-        return
+def _unknown_override(config_name: str, overrides: list[str], error: Exception) -> ConfigError | None:
+    """For a composition that failed because an override sets a key the configuration does not have
+    (OmegaConf's key error, with the key), the error that names it; else None."""
+    cause = error.__cause__
+    if not isinstance(cause, (ConfigKeyError, ConfigAttributeError)) or not cause.full_key:
+        return None
+    given = [arg for arg in overrides if f"{_key(arg)}.".startswith(f"{cause.full_key}.")]
+    if not given:
+        return None
+    try:
+        base = compose_config([a for a in overrides if a not in given], config_name=config_name)
+    except (HydraException, OmegaConfBaseException):
+        return None  # more than one mistake: Hydra's own message names the first
+    return _unknown_key(base, given[-1], config_name)
+
+
+def _unknown_key(base: DictConfig, arg: str, config_name: str) -> ConfigError | None:
+    """The error for override `arg` of a key that `base` lacks, naming the first missing part and the
+    closest known key; None when the key exists or may be added. A key added with `+`/`++` may be an
+    argument that the `_target_` of the config node it is added to accepts (e.g.
+    `++trainer.limit_train_batches=10`), or start a new entry of a collection of `_target_` objects (e.g.
+    `+callbacks.pause._target_=...`, a callback of one's own); setting such an argument without `+`
+    names the `+` that adds it."""
+    key, added = _key(arg), arg.startswith("+")
     parts = key.split(".")
-    for depth in range(len(parts) - 1, 0, -1):
-        ancestor = OmegaConf.select(base, ".".join(parts[:depth]), default=None)
-        if isinstance(ancestor, DictConfig):
-            if depth < len(parts) - 1 and _is_collection(ancestor):
-                return
-            break
-    parent_key, _, leaf = key.rpartition(".")
-    parent = base if not parent_key else OmegaConf.select(base, parent_key, default=None)
+    prefixes = (".".join(parts[:depth]) for depth in range(1, len(parts) + 1))
+    missing = next(
+        (p for p in prefixes if OmegaConf.select(base, p, default="__missing__") == "__missing__"), None
+    )
+    if missing is None:
+        return None
+    parent_key, _, leaf = missing.rpartition(".")
+    parent = base if not parent_key else OmegaConf.select(base, parent_key)
     known: set[str] = set()
     if isinstance(parent, DictConfig):
         known = {str(k) for k in parent}
-        target = parent.get("_target_") if parent_key else None
+        if added and missing != key and _is_collection(parent):
+            return None
+        target = parent.get("_target_") if parent_key and missing == key else None
         if target is not None:
             accepted, open_ended = accepted_arguments(str(target))
             if open_ended or leaf in accepted:
-                return
+                if added:
+                    return None
+                return ConfigError(
+                    f"{key} is not set in conf/{config_name}.yaml; {target} takes it as an argument: "
+                    f"add it with +{arg}."
+                )
             known |= accepted
-    where = f"{parent_key}.{leaf}" if parent_key else leaf
     close = difflib.get_close_matches(leaf, sorted(known), n=1)
     hint = f" Did you mean {parent_key + '.' if parent_key else ''}{close[0]}?" if close else ""
-    raise ConfigError(f"+{where} is not a known key of the configuration.{hint}")
+    where = f"{'+' if added else ''}{key}" + (f": {missing}" if missing != key else "")
+    return ConfigError(f"{where} is not a known key of conf/{config_name}.yaml.{hint}")
 
 
 def _is_collection(node: DictConfig) -> bool:
@@ -302,13 +352,21 @@ def accepted_arguments(target: str) -> tuple[set[str], bool]:
 
 
 def _composition_message(error: Exception) -> str:
-    """Hydra's message and its cause (which names the key and the expected type), minus search paths and
-    the files a group's options share (Hydra lists them among the options)."""
+    """Hydra's message and its cause (which names the key and the expected type) on one line, a group's
+    options listed with commas, minus search paths and the files a group's options share (Hydra lists
+    them among the options)."""
     parts = [str(error)]
     if error.__cause__ is not None:
         parts.append(str(error.__cause__))
     message = "\n".join(parts).split("Config search path:")[0].strip()
-    return "\n".join(line for line in message.splitlines() if not line.startswith(f"\t{SHARED_PREFIX}"))
+    lines: list[str] = []
+    for line in message.splitlines():
+        if line.startswith("\t") and lines:  # an option of the group the line above names
+            if not line.startswith(f"\t{SHARED_PREFIX}"):
+                lines[-1] += (" " if lines[-1].endswith(":") else ", ") + line.strip()
+        elif line.strip():
+            lines.append(line.strip())
+    return "".join(f"{line}{' ' if line.endswith(('.', ':')) else '; '}" for line in lines).strip(" ;")
 
 
 # -- argument checks shared by the commands --------------------------------------------------------

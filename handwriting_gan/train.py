@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -21,14 +20,13 @@ from omegaconf import DictConfig
 
 from handwriting_gan.assembly import AUTO, build, build_game, check_accelerator, construct
 from handwriting_gan.config import compose_config
-from handwriting_gan.errors import ConfigError, UserError, exit_with
+from handwriting_gan.errors import ConfigError, UserError
 from handwriting_gan.runs import RunFolder, claim
 from handwriting_gan.schema import validate
 from handwriting_gan.shell import (
     command,
     compose_checked,
     compose_without_sweeps,
-    quiet_dependencies,
     say,
     set_threads,
 )
@@ -205,13 +203,7 @@ def discard_unstarted_run(run: RunFolder, output_dir: Path) -> None:
 
 
 def main() -> None:
-    quiet_dependencies()
-    try:
-        argv = prepare(sys.argv[1:])
-    except UserError as error:
-        exit_with(error)  # before Hydra makes any folder
-    sys.argv = [sys.argv[0], *argv]
-    command("train", _task)()
+    command("train", _task, prepare=prepare)()
 
 
 if __name__ == "__main__":

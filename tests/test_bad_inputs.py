@@ -7,7 +7,7 @@ import pytest
 
 from handwriting_gan.errors import ConfigError
 from handwriting_gan.train import prepare
-from tests_support import FAST
+from tests_support import FAST, run_cli
 
 CONFIG, DATA, CHECKPOINT = 3, 4, 5
 
@@ -19,7 +19,12 @@ CONFIG_MISTAKES = [
     (["model=_game"], "model=_game is not allowed"),
     (["experiment=nope"], "Available options in 'experiment'"),
     (["seed=abc"], "full_key: seed"),
-    (["nope=1"], "Could not override 'nope'"),
+    (["nope=1"], "nope is not a known key of conf/train.yaml."),
+    (
+        ["datset.batch_size=8"],
+        "datset.batch_size: datset is not a known key of conf/train.yaml. Did you mean dataset?",
+    ),
+    (["trainer.limit_train_batches=3"], "add it with +trainer.limit_train_batches=3"),
     (["+trainer.max_epoch=3"], "Did you mean trainer.max_epochs?"),
     (["+modle=mlp4"], "Did you mean model?"),
     (["++dataset.batchsize=8"], "Did you mean dataset.batch_size?"),
@@ -83,6 +88,7 @@ def test_config_mistakes_are_found_before_any_folder(tmp_path, monkeypatch, over
     with pytest.raises(ConfigError) as error:
         prepare(overrides)
     assert message in str(error.value)
+    assert "\n" not in str(error.value)  # printed as one line
     assert list(tmp_path.iterdir()) == []
 
 
@@ -90,6 +96,26 @@ def test_config_mistakes_are_found_before_any_folder(tmp_path, monkeypatch, over
 def test_config_mistakes_through_the_command_line(cli, tmp_path, overrides, message):
     assert_refused(cli(overrides), CONFIG, message)
     assert not (tmp_path / "outputs").exists()
+
+
+# Every command checks its command line as training does (handwriting_gan.shell.command), not with
+# Hydra's own message and exit code 1.
+COMMANDS = [
+    ("handwriting_gan", "train"),
+    ("handwriting_gan.evaluate", "evaluate"),
+    ("handwriting_gan.export", "export"),
+    ("handwriting_gan.study", "study"),
+    ("handwriting_gan.expand", "expand"),
+]
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(("module", "config"), COMMANDS, ids=[c for _, c in COMMANDS])
+def test_an_unknown_key_is_one_line_and_code_3_on_every_command(tmp_path, module, config):
+    result = run_cli(["bogus=1"], cwd=tmp_path, module=module)
+    assert_refused(result, CONFIG, "bogus")
+    assert result.stderr.splitlines()[-1] == f"error: bogus is not a known key of conf/{config}.yaml."
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_gpu_requested_where_there_is_none(cli, tmp_path):

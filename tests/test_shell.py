@@ -93,6 +93,25 @@ def test_the_command_prints_the_missing_plugin_in_one_line(without_plugin_config
     assert line.startswith("error: hydra/launcher=joblib needs a Hydra plugin") and "[cluster]" in line
 
 
+@pytest.mark.parametrize("config_name", ["train", "evaluate", "export", "study", "expand"])
+def test_every_command_prints_an_unknown_key_in_one_line(monkeypatch, capsys, config_name):
+    monkeypatch.setattr("sys.argv", [f"hwgan-{config_name}", "bogus=1"])
+    with pytest.raises(SystemExit) as caught:
+        shell.command(config_name, lambda cfg: pytest.fail("the task must not run"))()
+    assert caught.value.code == ConfigError.exit_code
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: bogus is not a known key of conf/{config_name}.yaml."
+    ]
+
+
+def test_a_command_line_with_flags_is_left_to_hydra():
+    # Hydra answers its own flags, and a sweep's lists of values are composed per job.
+    assert shell.check_command_line("evaluate", ["--cfg", "job"]) == ["--cfg", "job"]
+    assert shell.check_command_line("evaluate", ["-m", "seed=1,2"]) == ["-m", "seed=1,2"]
+    with pytest.raises(ConfigError, match="seed=1,2"):
+        shell.check_command_line("evaluate", ["seed=1,2"])
+
+
 def test_installed_plugins_and_ordinary_command_lines_pass(monkeypatch):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     composed = []
