@@ -23,10 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 from handwriting_gan.errors import ConfigError
 from handwriting_gan.files import atomic_path
 from handwriting_gan.metrics.cache import load_or_train
-from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS, ClassifierSettings, classifier_for_run
+from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS, ClassifierSettings
 from handwriting_gan.metrics.report import GROUPS, RealReference, check_groups, quality_metrics
 from handwriting_gan.metrics.sampling import conditional_classes, draw_samples
-from handwriting_gan.runs import RunFolder
+from handwriting_gan.runs import RunFolder, classifier_for_run
 from handwriting_gan.shell import check_count, choose_device, command, set_threads, sets_node
 
 log = logging.getLogger(__name__)

@@ -34,10 +34,9 @@ from handwriting_gan.metrics.classifier import (
     DEFAULT_SETTINGS,
     ClassifierSettings,
     DomainClassifier,
-    classifier_for_run,
 )
 from handwriting_gan.metrics.sampling import conditional_classes, draw_samples
-from handwriting_gan.runs import RunFolder
+from handwriting_gan.runs import RunFolder, classifier_for_run
 from handwriting_gan.shell import check_count, choose_device, command, sets_node
 
 log = logging.getLogger(__name__)

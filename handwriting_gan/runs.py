@@ -1,5 +1,6 @@
 """The run folder: its layout, the checks "is a run", "is finished", "already holds a run", claiming a
-new one, and reading back what a run left (its config, its checkpoint, its generator and dataset).
+new one, and reading back what a run left (its config and the domain classifier it records, its
+checkpoint, its generator and dataset).
 
 Training, resume, evaluate, export and the notebooks use this module and nothing else to find files.
 
@@ -14,19 +15,24 @@ Training, resume, evaluate, export and the notebooks use this module and nothing
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from handwriting_gan.errors import CheckpointError
+from handwriting_gan.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:  # torch and Lightning load only where a run's contents are read
     import lightning as L
     from torch import nn
+
+    from handwriting_gan.metrics.classifier import ClassifierSettings
+
+log = logging.getLogger(__name__)
 
 #: What Hydra writes into a run folder before the run itself starts.
 HYDRA_RECORD = frozenset({".hydra", "train.log"})
@@ -157,6 +163,25 @@ class RunFolder:
             cfg.paths.data_dir = str(data_dir)
         return cfg
 
+    def domain_classifier(self) -> ClassifierSettings | None:
+        """The domain classifier this run's config records (its `classifier` group: the one its training
+        used, or the one the command that started it chose), or None for a folder that is not a run or a
+        config without one."""
+        from handwriting_gan.metrics.classifier import ClassifierSettings
+
+        if not self.is_run():
+            return None
+        recorded = self.load_config().get("classifier")
+        if not isinstance(recorded, Mapping):
+            return None
+        try:
+            return ClassifierSettings.from_mapping(OmegaConf.to_container(recorded))
+        except ConfigError as error:
+            raise ConfigError(
+                f"{self.config_file} records a classifier that cannot be used ({error}); pass classifier.* "
+                f"to choose one."
+            ) from None
+
     def read_checkpoint(self, module: L.LightningModule) -> dict:
         """`checkpoints/last.ckpt`, checked against `module` (see callbacks.checkpoint.read_checkpoint)."""
         from handwriting_gan.callbacks.checkpoint import read_checkpoint
@@ -185,6 +210,23 @@ class RunFolder:
         if cache_dir is None:
             cache_dir = OmegaConf.select(cfg, "paths.cache_dir", default="cache")
         return generator, metadata, datamodule, cache_dir
+
+
+def classifier_for_run(
+    run_dir: str | Path, configured: ClassifierSettings, chosen: bool
+) -> ClassifierSettings:
+    """The domain classifier `evaluate` and `export` use for the run `run_dir`: `configured` (the
+    command's classifier group) when `chosen` (its command line set classifier.*), else the one the
+    run's config records, so that a run is measured and labeled with the classifier it was made with
+    and that classifier's cached copy is used instead of a new one being trained. Logs when it differs."""
+    own = None if chosen else RunFolder(run_dir).domain_classifier()
+    if own is None or own == configured:
+        return configured
+    log.info(
+        "classifier: the one the config of %s records (its cached copy); pass classifier.* to use another",
+        run_dir,
+    )
+    return own
 
 
 def claim(path: str | Path) -> Path:

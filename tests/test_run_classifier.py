@@ -11,12 +11,8 @@ from handwriting_gan.config import compose_config
 from handwriting_gan.errors import ConfigError
 from handwriting_gan.evaluate import evaluate
 from handwriting_gan.export import export
-from handwriting_gan.metrics.classifier import (
-    DEFAULT_SETTINGS,
-    ClassifierSettings,
-    classifier_for_run,
-    run_classifier,
-)
+from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS, ClassifierSettings
+from handwriting_gan.runs import RunFolder, classifier_for_run
 from tests_support import FAST, TINY_CLASSIFIER, write_untrained_run
 
 #: Another tiny classifier, to ask for explicitly.
@@ -67,14 +63,14 @@ def test_a_running_command_knows_whether_its_command_line_chose_the_classifier(m
 
 def test_a_run_gets_the_classifier_its_config_records_unless_one_is_chosen(run_dir, tmp_path, caplog):
     recorded = tiny_settings(TINY_CLASSIFIER)
-    assert run_classifier(run_dir) == recorded != DEFAULT_SETTINGS
-    with caplog.at_level(logging.INFO, logger="handwriting_gan.metrics.classifier"):
+    assert RunFolder(run_dir).domain_classifier() == recorded != DEFAULT_SETTINGS
+    with caplog.at_level(logging.INFO, logger="handwriting_gan.runs"):
         assert classifier_for_run(run_dir, DEFAULT_SETTINGS, chosen=False) == recorded
     assert f"classifier: the one the config of {run_dir} records" in caplog.text
     asked = tiny_settings(OTHER_TINY)
     assert classifier_for_run(run_dir, asked, chosen=True) == asked
     # A folder that is not a run has no classifier of its own (its own error comes later).
-    assert run_classifier(tmp_path / "nothing") is None
+    assert RunFolder(tmp_path / "nothing").domain_classifier() is None
     assert classifier_for_run(tmp_path / "nothing", asked, chosen=False) == asked
 
 
@@ -82,7 +78,7 @@ def test_a_run_config_with_a_bad_classifier_names_its_file(run_dir):
     config = run_dir / ".hydra" / "config.yaml"
     config.write_text(config.read_text().replace("feature_dim: 32", "feature_dim: -1"))
     with pytest.raises(ConfigError, match=r"config.yaml records a classifier that cannot be used"):
-        run_classifier(run_dir)
+        RunFolder(run_dir).domain_classifier()
 
 
 def test_evaluate_and_export_use_the_runs_classifier_and_an_explicit_one_wins(run_dir, tmp_path):

@@ -1,5 +1,6 @@
-"""The package's shape: commands are siblings, lower floors (the run folder, the metrics) never learn
-about the study above them, and no module imports itself in a circle."""
+"""The package's shape: commands are siblings, lower floors (augmentation, the metrics, the run folder)
+never import the floors and commands above them nor learn about the study, and no module imports itself
+in a circle."""
 
 import ast
 from pathlib import Path
@@ -18,6 +19,10 @@ COMMANDS = (
 STUDY = "handwriting_gan.study"
 #: Modules below the commands: they serve every command and may not know the study's files or names.
 LOWER_FLOORS = ("handwriting_gan.runs", "handwriting_gan.metrics")
+#: Floors below the commands, lowest first: each may import its own and those below it, never one above.
+#: Classical augmentation's tuning is given the classifier's score by its caller; the metrics never read a
+#: run folder (the run folder reads the classifier its config records).
+FLOORS = ("handwriting_gan.augment", "handwriting_gan.metrics", "handwriting_gan.runs")
 
 
 def imports() -> dict[str, set[str]]:
@@ -60,6 +65,17 @@ def test_no_command_imports_another():
         others = [other for other in COMMANDS if other != command]
         for module in modules_of(graph, command):
             wrong = {target for target in graph[module] for other in others if within(target, other)}
+            assert not wrong, (module, wrong)
+
+
+def test_a_floor_imports_nothing_above_it():
+    graph = imports()
+    for level, floor in enumerate(FLOORS):
+        above = [*FLOORS[level + 1 :], *COMMANDS]
+        modules = modules_of(graph, floor)
+        assert modules, floor
+        for module in modules:
+            wrong = {target for target in graph[module] for upper in above if within(target, upper)}
             assert not wrong, (module, wrong)
 
 

@@ -21,12 +21,8 @@ from PIL import Image
 import handwriting_gan.study.steps
 from handwriting_gan.config import compose_config
 from handwriting_gan.errors import ConfigError, DataError
-from handwriting_gan.metrics.classifier import (
-    DEFAULT_SETTINGS,
-    ClassifierSettings,
-    classifier_for_run,
-    run_classifier,
-)
+from handwriting_gan.metrics.classifier import DEFAULT_SETTINGS, ClassifierSettings
+from handwriting_gan.runs import RunFolder, classifier_for_run
 from handwriting_gan.study import (
     ARMS,
     KINDS,
@@ -560,10 +556,10 @@ def test_the_command_prints_the_error_without_a_traceback_and_exits_non_zero(tmp
 def test_a_study_run_records_the_studys_classifier_and_other_folders_none(finished, tmp_path):
     root, _, _ = finished
     plan = check_study(study_config(toy(root)))
-    run = plan.run_folder(4, 0).path
-    assert run_classifier(run) == plan.classifier  # the toy's tiny classifier, from the run's own config
-    assert run_classifier(run).channels != DEFAULT_SETTINGS.channels
-    assert run_classifier(tmp_path / "runs" / "pc4_seed0") is None  # not a run folder
+    run = plan.run_folder(4, 0)
+    assert run.domain_classifier() == plan.classifier  # the toy's tiny classifier, from the run's own config
+    assert run.domain_classifier().channels != DEFAULT_SETTINGS.channels
+    assert RunFolder(tmp_path / "runs" / "pc4_seed0").domain_classifier() is None  # not a run folder
 
 
 @pytest.mark.process

@@ -178,16 +178,16 @@ def tune(
     num_classes: int,
     search: Search,
     expansion: int,
-    fit,
+    fit: Callable,
+    score: Callable[..., float],
     seed: int,
     say=lambda message: None,
 ) -> tuple[Classical, list[dict]]:
     """The best of search.candidates on the validation part of (images, labels), and every trial's
     {"setting", "validation_acc"}. `fit(images, labels, steps)` trains a classifier (e.g. the study's
-    arms' recipe)."""
+    arms' recipe) and `score(classifier, images, labels)` is its accuracy on the validation part (e.g.
+    metrics.classifier.accuracy): passed in, since the classifier belongs to the metrics above."""
     import torch
-
-    from handwriting_gan.metrics.classifier import accuracy
 
     held = validation_split(labels, search.validation_fraction, seed)
     candidates = search.candidates(expansion, seed)
@@ -202,9 +202,9 @@ def tune(
         classifier = fit(
             torch.cat([train_images, extra_images]), torch.cat([train_labels, extra_labels]), search.steps
         )
-        score = accuracy(classifier, images[held], labels[held])
-        trials.append({"setting": setting.as_dict(), "validation_acc": score})
-        say(f"trial {number}/{len(candidates)}: validation accuracy {100 * score:.1f}% with {setting}")
+        accuracy = score(classifier, images[held], labels[held])
+        trials.append({"setting": setting.as_dict(), "validation_acc": accuracy})
+        say(f"trial {number}/{len(candidates)}: validation accuracy {100 * accuracy:.1f}% with {setting}")
     best = max(range(len(trials)), key=lambda i: (trials[i]["validation_acc"], -i))
     return candidates[best], trials
 

@@ -16,7 +16,7 @@ import torch
 from handwriting_gan.augment.arms import BY_KEY
 from handwriting_gan.augment.classical import Classical, classical_copies, tune
 from handwriting_gan.expand.settings import MIN_HELD_OUT, MIN_TRAIN, Plan
-from handwriting_gan.metrics.classifier import fit_for_steps
+from handwriting_gan.metrics.classifier import accuracy, fit_for_steps
 
 if TYPE_CHECKING:
     from handwriting_gan.augmenter import Augmenter
@@ -82,6 +82,7 @@ def measure_seed(
             plan.search,
             variations,
             fit,
+            accuracy,
             seed,
             say=advance,
         )
@@ -99,8 +100,6 @@ def measure_seed(
             train_images, train_labels, variations, stream_seed(seed, VARIATION_STREAM)
         )
         return made, made_labels
-
-    from handwriting_gan.metrics.classifier import accuracy
 
     for arm in ARMS:
         if arm.key in record["arms"]:

@@ -12,16 +12,13 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 
 from handwriting_gan.data.base import to_signed_unit
 from handwriting_gan.errors import ConfigError
-from handwriting_gan.runs import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -92,42 +89,6 @@ class ClassifierSettings:
 
 #: The recipe used unless a config says otherwise (immutable, so safe as a default argument).
 DEFAULT_SETTINGS = ClassifierSettings()
-
-
-def run_classifier(run_dir: str | Path) -> ClassifierSettings | None:
-    """The domain classifier the config of the run `run_dir` records (its `classifier` group: the one
-    its training used, or the one the command that started it chose), or None for a folder that is not
-    a run or a config without one."""
-    run = RunFolder(run_dir)
-    if not run.is_run():
-        return None
-    recorded = run.load_config().get("classifier")
-    if not isinstance(recorded, Mapping):
-        return None
-    try:
-        return ClassifierSettings.from_mapping(OmegaConf.to_container(recorded))
-    except ConfigError as error:
-        raise ConfigError(
-            f"{run.config_file} records a classifier that cannot be used ({error}); pass classifier.* "
-            f"to choose one."
-        ) from None
-
-
-def classifier_for_run(
-    run_dir: str | Path, configured: ClassifierSettings, chosen: bool
-) -> ClassifierSettings:
-    """The domain classifier `evaluate` and `export` use for the run `run_dir`: `configured` (the
-    command's classifier group) when `chosen` (its command line set classifier.*), else the one the
-    run's config records, so that a run is measured and labeled with the classifier it was made with
-    and that classifier's cached copy is used instead of a new one being trained. Logs when it differs."""
-    own = None if chosen else run_classifier(run_dir)
-    if own is None or own == configured:
-        return configured
-    log.info(
-        "classifier: the one the config of %s records (its cached copy); pass classifier.* to use another",
-        run_dir,
-    )
-    return own
 
 
 class DomainClassifier(nn.Module):

@@ -195,7 +195,14 @@ def train_arms(
                 f"validation part of the {len(images)} real images)"
             )
             best, trials = tune(
-                images, labels, datamodule.num_classes, plan.classical_search, plan.expansion, fit, seed
+                images,
+                labels,
+                datamodule.num_classes,
+                plan.classical_search,
+                plan.expansion,
+                fit,
+                accuracy,
+                seed,
             )
             record["classical_choice"] = {"setting": best.as_dict(), "trials": trials}
             results.save()
