@@ -123,11 +123,26 @@ def build_game(cfg: DictConfig, num_classes: int):
                 f"(e.g. model=mlp3) or add classes."
             )
         OmegaConf.update(cfg, "model.generator.num_classes", num_classes)
+    if cfg.model.discriminator.get("num_labels") == AUTO:  # a discriminator that classifies
+        OmegaConf.update(cfg, "model.discriminator.num_labels", num_classes)
     return instantiate(cfg.model)
 
 
 def check_fits(game, datamodule) -> None:
-    """The model's images must be the dataset's."""
+    """The model's images must be the dataset's; a semi-supervised game needs labelled and unlabelled
+    images, and only it can use them."""
+    semi_game = bool(getattr(game, "trains_semi_supervised", False))
+    if semi_game and not datamodule.semi_supervised:
+        raise ConfigError(
+            "the semi-supervised GAN trains on labelled and unlabelled images: hide labels with "
+            "dataset.labels_per_class=<K> (e.g. 10), or give dataset=folder a pool with "
+            "dataset.unlabeled=<folder>."
+        )
+    if datamodule.semi_supervised and not semi_game:
+        raise ConfigError(
+            "dataset.labels_per_class / dataset.unlabeled give labelled and unlabelled images, which only "
+            "the semi-supervised GAN uses: add model=ssgan_mlp, or leave them null."
+        )
     if tuple(game.generator.image_shape) != tuple(datamodule.image_shape):
         raise ConfigError(
             f"model.generator.image_shape={list(game.generator.image_shape)} must match "

@@ -72,6 +72,11 @@ class RunFolder:
         return self.path / "generator.pt"
 
     @property
+    def classifier_file(self) -> Path:
+        """The discriminator as a classifier (models/classifier_file.py): runs whose D names classes."""
+        return self.path / "classifier.pt"
+
+    @property
     def figures_dir(self) -> Path:
         return self.path / "figures"
 

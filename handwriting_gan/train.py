@@ -106,6 +106,8 @@ def train(cfg: DictConfig) -> float | None:
     """Fit the GAN described by `cfg` and return its `optimized_metric` for Hydra sweepers."""
     import lightning as L
 
+    from handwriting_gan.models.classifier_file import save_classifier
+    from handwriting_gan.models.contract import ClassifyingDiscriminator
     from handwriting_gan.models.generator_file import save_generator
 
     threads = set_threads(cfg.threads)
@@ -129,6 +131,11 @@ def train(cfg: DictConfig) -> float | None:
     trainer.fit(game, datamodule=datamodule, ckpt_path=checkpoint)
 
     if trainer.is_global_zero:
+        if isinstance(getattr(game, "classifier", None), ClassifyingDiscriminator):
+            # Before generator.pt, which marks the run finished: a finished run has both files.
+            save_classifier(
+                run.classifier_file, game.classifier, cfg.model.discriminator, datamodule.class_names
+            )
         save_generator(
             run.generator_file, game.sampling_generator, cfg.model.generator, datamodule.class_names
         )
@@ -171,7 +178,7 @@ def read_resume_checkpoint(cfg: DictConfig) -> dict:
     with the dataset's number of classes, read from its class names without loading the images)."""
     from handwriting_gan.config import instantiate
 
-    conditional = cfg.model.generator.get("num_classes") == AUTO
+    conditional = AUTO in (cfg.model.generator.get("num_classes"), cfg.model.discriminator.get("num_labels"))
     num_classes = instantiate(cfg.dataset).num_classes if conditional else 0
     return RunFolder(cfg.resume).read_checkpoint(build_game(cfg.copy(), num_classes))
 

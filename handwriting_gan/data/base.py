@@ -11,6 +11,7 @@ import copy
 import logging
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
@@ -20,6 +21,23 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from handwriting_gan.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+#: The label of an unlabelled image in a semi-supervised batch.
+UNLABELLED = -1
+# Mixed into the seed of the labelled images' draw, apart from the `per_class` draw.
+LABELS_STREAM = 2
+
+
+@dataclass(frozen=True)
+class LabelSplit:
+    """The training split as the semi-supervised game sees it: labelled (images, labels), validation
+    (images, labels) and unlabelled images with no labels. `source_index` gives each unlabelled image's
+    index in where it came from: the training split (labels hidden) or the pool's sorted file listing."""
+
+    labelled: tuple[torch.Tensor, torch.Tensor]
+    validation: tuple[torch.Tensor, torch.Tensor]
+    unlabelled: torch.Tensor
+    source_index: torch.Tensor
 
 
 class ShuffledBatches(Sampler[torch.Tensor]):
@@ -81,12 +99,16 @@ class ShuffledBatches(Sampler[torch.Tensor]):
         order = torch.randperm(self.num_items, generator=generator)
         if self.device is not None:
             order = order.to(self.device)
+        for batch in self._batch_numbers():
+            yield order[batch * self.batch_size : (batch + 1) * self.batch_size]
+
+    def _batch_numbers(self) -> Iterator[int]:
+        """The epoch's batches this rank trains, by number, after those a resumed epoch already trained."""
         rank, world = self._rank_and_world()
         # After a checkpoint from inside this epoch, skip the batches trained before it.
         skip = self._resume_at[1] if self._resume_at and self._resume_at[0] == self.epoch else 0
         self._resume_at, self.taken = None, skip
-        for batch in range(rank + skip * world, len(self) * world, world):
-            yield order[batch * self.batch_size : (batch + 1) * self.batch_size]
+        yield from range(rank + skip * world, len(self) * world, world)
 
 
 class PairedBatches(ShuffledBatches):
@@ -119,6 +141,34 @@ class PairedBatches(ShuffledBatches):
             partners = partners.to(self.device)
         for anchors in super().__iter__():
             yield torch.stack([anchors, partners[anchors]])
+
+
+class SemiSupervisedBatches(ShuffledBatches):
+    """Batches of `batch_size` labelled and `batch_size` unlabelled images for the semi-supervised game,
+    as one index tensor of 2 * batch_size: labelled items are 0 .. num_labelled - 1, unlabelled ones
+    follow. An epoch is one pass over the larger of the two sets; the smaller is cycled, each pass in a new
+    order. Both orders come from (seed, epoch) alone, so a resumed epoch sees the uninterrupted run's
+    batches (ShuffledBatches keeps the place in the epoch)."""
+
+    def __init__(self, num_labelled: int, num_unlabelled: int, batch_size: int, seed: int, device=None):
+        super().__init__(max(num_labelled, num_unlabelled), batch_size, seed, drop_last=True, device=device)
+        self.num_labelled, self.num_unlabelled = num_labelled, num_unlabelled
+
+    def _cycled(self, size: int, generator: torch.Generator) -> torch.Tensor:
+        wanted = len(self) * self.batch_size * max(1, self._rank_and_world()[1])
+        passes = -(-wanted // size)
+        return torch.cat([torch.randperm(size, generator=generator) for _ in range(passes)])
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) ^ 0x5EED5)
+        labelled = self._cycled(self.num_labelled, generator)
+        unlabelled = self._cycled(self.num_unlabelled, generator) + self.num_labelled
+        if self.device is not None:
+            labelled, unlabelled = labelled.to(self.device), unlabelled.to(self.device)
+        size = self.batch_size
+        for batch in self._batch_numbers():
+            part = slice(batch * size, (batch + 1) * size)
+            yield torch.cat([labelled[part], unlabelled[part]])
 
 
 class ResumableLoader(DataLoader):
@@ -158,6 +208,8 @@ class ImageDataModule(L.LightningDataModule):
         classes: Sequence[str | int] | str | int | None = None,
         per_class: int | None = None,
         device_resident: bool | str = "auto",
+        labels_per_class: int | None = None,
+        labels_validation: int = 0,
     ) -> None:
         super().__init__()
         if device_resident not in ("auto", True, False):
@@ -185,6 +237,33 @@ class ImageDataModule(L.LightningDataModule):
                 f"or null to keep them all."
             )
         self.per_class = None if per_class is None else int(per_class)
+        if labels_per_class is not None and (
+            isinstance(labels_per_class, bool)
+            or not isinstance(labels_per_class, int)
+            or labels_per_class < 1
+        ):
+            raise ConfigError(
+                f"dataset.labels_per_class={labels_per_class} must be a positive number of labelled training "
+                f"images per class (e.g. 10; the rest of the training split is unlabelled), or null."
+            )
+        if (
+            isinstance(labels_validation, bool)
+            or not isinstance(labels_validation, int)
+            or labels_validation < 0
+        ):
+            raise ConfigError(
+                f"dataset.labels_validation={labels_validation} must be 0 or a number of labelled images per "
+                f"class held out for validation."
+            )
+        if labels_per_class is not None and labels_validation >= labels_per_class:
+            raise ConfigError(
+                f"dataset.labels_validation={labels_validation} must be below dataset.labels_per_class="
+                f"{labels_per_class}: at least one labelled image per class must stay for training."
+            )
+        self.labels_per_class = labels_per_class
+        self.labels_validation = int(labels_validation)
+        self._label_split: LabelSplit | None = None
+        self._announced = False
         self._splits: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         self._train_sampler: ShuffledBatches | None = None
         #: True: training batches are pairs of images of one class (PairedBatches), what an
@@ -276,10 +355,94 @@ class ImageDataModule(L.LightningDataModule):
                 members[label] = indices[torch.from_numpy(order[:per_class])]
         return torch.sort(torch.cat(list(members.values()))).values
 
+    # -- labelled and unlabelled images (the semi-supervised game) ------------------------------
+    def _unlabelled_pool(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A separate pool of unlabelled images as (uint8 images (N, C, H, W), each one's index in the
+        pool's own listing), or None; dataset=folder's `unlabeled` provides one."""
+        return None
+
+    @property
+    def semi_supervised(self) -> bool:
+        """Whether training batches mix labelled and unlabelled images (label UNLABELLED)."""
+        return self.labels_per_class is not None or self._has_pool()
+
+    def _has_pool(self) -> bool:
+        return False
+
+    def label_split(self) -> LabelSplit:
+        """The training split as labelled, validation and unlabelled images, drawn once by `seed`.
+
+        With `labels_per_class=K`, K training images of each class keep their labels (`labels_validation`
+        of them are held for validation) and every other training image is unlabelled; its label is kept
+        out of the split (`hidden_labels` reads it for the oracle arm and the tests only). With a separate
+        pool, the whole training split is labelled and the pool is the unlabelled part."""
+        if self._label_split is None:
+            images, labels = self.split(train=True)
+            pool = self._unlabelled_pool()
+            if pool is not None and self.labels_per_class is not None:
+                raise ConfigError(
+                    "dataset.labels_per_class and dataset.unlabeled both set: hide labels of the labelled "
+                    "folder, or add a folder of unlabelled images, not both."
+                )
+            kept = self.labels_per_class or None
+            picks = self._label_picks(labels, kept)
+            validation = torch.zeros(len(labels), dtype=torch.bool)
+            labelled = torch.zeros(len(labels), dtype=torch.bool)
+            for chosen in picks:
+                validation[chosen[: self.labels_validation]] = True
+                labelled[chosen[self.labels_validation :]] = True
+            if pool is None:
+                rest = torch.nonzero(~(labelled | validation)).flatten()
+                unlabelled, source_index = images[rest], rest
+                self._hidden = labels[rest]
+            else:
+                (unlabelled, source_index), self._hidden = pool, None
+            self._label_split = LabelSplit(
+                labelled=(images[labelled], labels[labelled]),
+                validation=(images[validation], labels[validation]),
+                unlabelled=unlabelled,
+                source_index=source_index,
+            )
+        return self._label_split
+
+    def hidden_labels(self) -> torch.Tensor | None:
+        """The true labels of the unlabelled images that `labels_per_class` hid, in `label_split` order;
+        None for a separate pool. For the oracle arm and tests: nothing that trains reads them."""
+        self.label_split()
+        return self._hidden
+
+    def _label_picks(self, labels: torch.Tensor, per_class: int | None) -> list[torch.Tensor]:
+        """Per class, its images to keep labelled in a seeded order (all of them when `per_class` is None):
+        a class's picks depend on (seed, label) alone, in their own stream apart from `per_class`."""
+        picks = []
+        for label in self.selected_labels:
+            members = torch.nonzero(labels == label).flatten()
+            wanted = len(members) if per_class is None else per_class
+            if len(members) < max(wanted, self.labels_validation + 1):
+                raise ConfigError(
+                    f"dataset.labels_per_class={per_class} (labels_validation={self.labels_validation}) "
+                    f"needs "
+                    f"{max(wanted, self.labels_validation + 1)} training images of every class, but class "
+                    f"{self.class_names[label]!r} of {type(self).__name__} has {len(members)}. Ask for fewer."
+                )
+            order = np.random.default_rng([self.seed % 2**63, label, LABELS_STREAM]).permutation(len(members))
+            picks.append(members[torch.from_numpy(order[:wanted])])
+        return picks
+
+    def validation_loader(self) -> DataLoader | list:
+        """The labelled images held for validation, in batches of `batch_size`; [] when there are none."""
+        images, labels = self.label_split().validation
+        if not len(images):
+            return []
+        return DataLoader(TensorDataset(images, labels), batch_size=max(self.batch_size, 256), shuffle=False)
+
     def setup(self, stage: str | None = None) -> None:
         images, _ = self.split(train=True)
         if not len(images):
             raise DataError(f"{type(self).__name__} has no training images with the selected classes.")
+        if self.semi_supervised:
+            self._setup_semi_supervised()
+            return
         if len(images) < self.batch_size:
             # Few-shot splits (e.g. per_class=5) are smaller than a default batch: train on all of it.
             log.info(
@@ -288,6 +451,37 @@ class ImageDataModule(L.LightningDataModule):
                 len(images),
             )
             self.batch_size = len(images)
+
+    def _setup_semi_supervised(self) -> None:
+        # Lightning's validation hook on this instance only: a plain GAN's datamodule has none, so its runs
+        # have no validation loop to skip (and no warning saying so).
+        self.val_dataloader = self.validation_loader
+        if self._announced:
+            return
+        self._announced = True
+        split = self.label_split()
+        labelled, unlabelled = len(split.labelled[0]), len(split.unlabelled)
+        if not unlabelled:
+            raise DataError(
+                f"dataset.labels_per_class={self.labels_per_class} leaves no unlabelled training image in "
+                f"{type(self).__name__}: ask for fewer labels per class."
+            )
+        log.info(
+            "Semi-supervised: %d labelled training images (%d per class), %d for validation, %d unlabelled.",
+            labelled,
+            labelled // max(1, len(self.selected_labels)),
+            len(split.validation[0]),
+            unlabelled,
+        )
+        if unlabelled < labelled:
+            log.warning(
+                "The unlabelled pool (%d images) is smaller than the labelled set (%d).", unlabelled, labelled
+            )
+        if max(labelled, unlabelled) < self.batch_size:  # the smaller set is cycled within a batch
+            self.batch_size = max(labelled, unlabelled)
+            log.info(
+                "Each batch takes %d labelled and %d unlabelled images.", self.batch_size, self.batch_size
+            )
 
     def resident_device(self) -> torch.device | None:
         """The accelerator the training split is kept on, or None to keep it in host memory."""
@@ -298,10 +492,21 @@ class ImageDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         images, labels = self.split(train=True)
+        if self.semi_supervised:
+            # Labelled images first, then the unlabelled ones under the label UNLABELLED: the game tells them
+            # apart by label, and an unlabelled image's true label never enters the loader.
+            split = self.label_split()
+            images = torch.cat([split.labelled[0], split.unlabelled])
+            labels = torch.cat([split.labelled[1], torch.full((len(split.unlabelled),), UNLABELLED)])
         device = self.resident_device()
         if device is not None:
             images, labels = images.to(device), labels.to(device)
-        if self.pairs:
+        if self.semi_supervised:
+            labelled = len(self.label_split().labelled[0])
+            sampler = SemiSupervisedBatches(
+                labelled, len(images) - labelled, self.batch_size, self.seed, device=device
+            )
+        elif self.pairs:
             sampler = PairedBatches(labels, self.batch_size, self.seed, self.drop_last, device=device)
         else:
             sampler = ShuffledBatches(len(images), self.batch_size, self.seed, self.drop_last, device=device)

@@ -68,6 +68,7 @@ class FolderDataModule(ImageDataModule):
         test_fraction: float | None = 0.1,
         test_per_class: int | None = None,
         strict: bool = False,
+        unlabeled: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**grey_square(image_size, kwargs, "folder images become"))
@@ -98,7 +99,9 @@ class FolderDataModule(ImageDataModule):
         self.test_per_class = None if test_per_class is None else int(test_per_class)
         self.test_fraction = None if test_per_class is not None else float(test_fraction)
         self.strict = strict
+        self.unlabeled = None if unlabeled is None else Path(str(unlabeled)).expanduser()
         self._listing: Listing | None = None
+        self._pool_files: tuple[str, ...] | None = None
         self._all: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
@@ -224,3 +227,72 @@ class FolderDataModule(ImageDataModule):
                 ", ".join(capped[:NAMED]),
             )
         return test
+
+    # -- the unlabelled pool (dataset.unlabeled) -------------------------------------------------
+    def _has_pool(self) -> bool:
+        return self.unlabeled is not None
+
+    def pool_files(self) -> tuple[str, ...]:
+        """Every image file under `unlabeled`, at any depth, relative to it and sorted: a pool image's
+        `pool_index` is its position here. DataError for a pool that cannot be read."""
+        if self._pool_files is None:
+            root = self.unlabeled
+            if not root.exists():
+                raise DataError(f"dataset.unlabeled={root} does not exist (looked for {root.resolve()}).")
+            if not root.is_dir():
+                raise DataError(f"dataset.unlabeled={root} is a file, not a folder of images.")
+            suffixes = image_suffixes()
+            self._pool_files = tuple(
+                sorted(
+                    p.relative_to(root).as_posix()
+                    for p in root.rglob("*")
+                    if p.suffix.lower() in suffixes
+                    and not any(part.startswith(".") for part in p.relative_to(root).parts)
+                    and p.is_file()
+                )
+            )
+            if not self._pool_files:
+                raise DataError(
+                    f"dataset.unlabeled={root} holds no image file (.png, .jpg, ... any format Pillow reads, "
+                    f"in any layout)."
+                )
+        return self._pool_files
+
+    def _unlabelled_pool(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The pool's usable images, converted as the labelled folder's and cached, without those
+        byte-identical to a labelled image (training or test: the pool never holds a test image)."""
+        if self.unlabeled is None:
+            return None
+        root, files = self.unlabeled, self.pool_files()
+        digest = hashlib.sha256()
+        for name in files:
+            stat = (root / name).stat()
+            digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        key = hashlib.sha256(f"{digest.hexdigest()}\n{self.preprocessing.key}".encode()).hexdigest()
+        readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", root.resolve().name) or "pool"
+        path = self.cache_dir / "folder" / f"{readable}-pool-{key[:24]}.pt"
+
+        def convert() -> Conversion:
+            log.info("Converting the %d images of the pool %s once into %s", len(files), root, path)
+            return convert_characters(
+                [(str(root / n), 0, root / n) for n in files], self.preprocessing, str(root)
+            )
+
+        conversion = Conversion.cached(
+            path, convert, [f"Pool folder {root}"], str(root), self.strict, self.preprocessing, ("pool",)
+        )
+        labelled = {_file_hash(self.path / name) for name in self.listing().files}
+        unique = torch.tensor([_file_hash(root / files[int(i)]) not in labelled for i in conversion.kept])
+        if not bool(unique.all()):
+            log.warning(
+                "Dropped %d pool images byte-identical to labelled images of %s.",
+                int((~unique).sum()),
+                self.path,
+            )
+        if not bool(unique.any()):
+            raise DataError(f"dataset.unlabeled={root}: every usable image is a copy of a labelled one.")
+        return conversion.images[unique].unsqueeze(1), conversion.kept[unique]
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -50,6 +50,8 @@ class GAN(L.LightningModule):
     stay on the device: `self.log` on every batch would cost a sizeable share of a small model's step."""
 
     STATS = ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake")
+    #: Whether batches mix labelled and unlabelled images (game/semi.py); the datamodule must agree.
+    trains_semi_supervised = False
     EPOCH_LOSSES = {"discriminator": "train/d_loss_epoch", "generator": "train/g_loss_epoch"}
 
     def __init__(
@@ -172,7 +174,7 @@ class GAN(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> None:
         real, labels = batch
-        labels = labels if self.num_classes else None
+        labels = labels if self.num_classes or self.trains_semi_supervised else None
         opt_g, opt_d = self.optimizers()
         if self.cuda_graph is None:
             stats = self._step(real, labels, opt_g, opt_d, self.manual_backward)
@@ -221,18 +223,21 @@ class GAN(L.LightningModule):
             opt_d.step()
 
         g_loss = self._update_generator(
-            lambda: self.discriminator(self._seen(fake), fake_labels), z, fake, opt_g, backward
+            lambda: self.loss.g_loss(self.discriminator(self._seen(fake), fake_labels)),
+            z,
+            fake,
+            opt_g,
+            backward,
         )
         return self._statistics(d_loss, g_loss, d_logits, n)
 
-    def _update_generator(self, fake_logits: Callable[[], torch.Tensor], z, fake, opt_g, backward):
-        """G's update from D's logits of the generated images (`fake_logits()`, evaluated with D frozen:
-        no gradient buffers for D's weights are computed or kept), with the mode-seeking term; returns
-        G's loss."""
+    def _update_generator(self, adversarial_loss: Callable[[], torch.Tensor], z, fake, opt_g, backward):
+        """G's update from its loss against D (`adversarial_loss()`, evaluated with D frozen: no gradient
+        buffers for D's weights are computed or kept), with the mode-seeking term; returns G's loss."""
         d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
         for p in d_params:
             p.requires_grad_(False)
-        g_loss = self.loss.g_loss(fake_logits())
+        g_loss = adversarial_loss()
         if self.mode_seeking:
             g_loss = g_loss + self.mode_seeking * mode_seeking_penalty(z, fake)
         opt_g.zero_grad(set_to_none=True)

@@ -102,7 +102,9 @@ class PairGAN(GAN):
             self.d_updates += 1
 
         g_loss = self._update_generator(
-            lambda: self.discriminator.pairs(self._seen(torch.cat([fake_sources, fake], dim=1))),
+            lambda: self.loss.g_loss(
+                self.discriminator.pairs(self._seen(torch.cat([fake_sources, fake], dim=1)))
+            ),
             z,
             fake,
             opt_g,

@@ -13,6 +13,12 @@ to others). Its discriminator derives from `PairDiscriminator`: `forward(sources
 logit of "a real second image of the source's class" per pair, shape (N,). Their game (game/pairs.py)
 trains on pairs of images of one class; `conditioning` says which kind a network is.
 
+A discriminator that also classifies (the semi-supervised GAN, model=ssgan_mlp) derives from
+`ClassifyingDiscriminator`: it is not conditioned on labels (`num_classes = 0`) but names one of
+`num_labels` classes: `classify(images)` gives (class logits (N, num_labels), last hidden features (N, F)),
+and its "real" logit is the log-sum-exp of the class logits. Its game is game/semi.py; a classifier file
+(models/classifier_file.py) keeps it for `evaluate` and for labelling images.
+
 A new model is one network file whose classes derive from `Generator` and `Discriminator` (or
 `ImageGenerator` and `PairDiscriminator`), and one YAML file in `conf/model/` (see `conf/model/mlp3.yaml`).
 """
@@ -110,6 +116,27 @@ class Discriminator(_Player):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+
+class ClassifyingDiscriminator(Discriminator):
+    """Base of a discriminator that names the class of an image: `classify(images)` returns (class logits
+    (N, num_labels), features (N, F)); `forward` returns the log-sum-exp of the class logits as the logit
+    of "real" (Salimans et al. 2016), and `labels` is ignored."""
+
+    def __init__(self, image_shape: Sequence[int], num_labels: int) -> None:
+        super().__init__(image_shape, num_classes=0)
+        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 2:
+            raise ConfigError(
+                f"model.discriminator.num_labels={num_labels} must be the number of classes to name (at "
+                f"least 2), e.g. auto for the dataset's."
+            )
+        self.num_labels = int(num_labels)
+
+    def classify(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.logsumexp(self.classify(images)[0], dim=1)
 
 
 class PairDiscriminator(Discriminator):

@@ -60,7 +60,7 @@ DAGAN_DIFFERS = {
 
 
 def test_the_model_options_are_the_model_files_less_the_shared_game():
-    assert group_options("model") == sorted([*MODELS, "dagan"])
+    assert group_options("model") == sorted([*MODELS, "dagan", "ssgan_mlp"])
     assert (MODEL_CONF / "_game.yaml").is_file()
 
 
@@ -103,5 +103,19 @@ def test_the_shared_game_file_is_no_model_to_choose():
         compose_checked("train", ["model=_game"])
     with pytest.raises(ConfigError, match="Available options in 'model'") as error:
         compose_checked("train", ["model=mlp9"])
-    listed = str(error.value).split("Available options in 'model':")[1].split()
-    assert listed == sorted([*MODELS, "dagan"])
+    listed = str(error.value).split("Available options in 'model':")[1].replace(",", " ").split()
+    assert listed == sorted([*MODELS, "dagan", "ssgan_mlp"])
+
+
+def test_the_semi_supervised_model_is_the_game_with_a_classifying_discriminator(compose):
+    composed = OmegaConf.to_container(
+        compose(["model=ssgan_mlp", "dataset.labels_per_class=10"]).model, resolve=True
+    )
+    assert composed["_target_"] == "handwriting_gan.game.SemiSupervisedGAN"
+    assert composed["discriminator"]["_target_"] == "handwriting_gan.models.ssgan.SSGANDiscriminator"
+    assert composed["discriminator"]["num_labels"] == "auto"
+    assert composed["generator"]["num_classes"] == 0
+    # The paper's optimiser, not the study's: Adam 3e-3 with beta1 0.5.
+    assert composed["optimizer"]["lr"] == 3e-3 and composed["optimizer"]["betas"] == [0.5, 0.999]
+    for key in set(GAME) - {"_target_", "generator", "discriminator", "optimizer"}:
+        assert composed[key] == GAME[key], key

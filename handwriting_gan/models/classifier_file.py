@@ -1,0 +1,115 @@
+"""`classifier.pt`: a discriminator that classifies (the semi-supervised GAN's), kept as a classifier with
+everything needed to rebuild it without the run, and what labels images with it from Python:
+
+    from handwriting_gan.models.classifier_file import load_classifier
+    classifier = load_classifier("outputs/.../classifier.pt")
+    labels, confidence = classifier.label(images)   # uint8 (N, 1, 28, 28) or float in [-1, 1]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from handwriting_gan import __version__
+from handwriting_gan.config import instantiate
+from handwriting_gan.errors import CheckpointError
+from handwriting_gan.files import atomic_path
+from handwriting_gan.models.contract import ClassifyingDiscriminator
+
+FORMAT = "handwriting_gan.classifier"
+FORMAT_VERSION = 1
+# Images per forward pass when labelling: large batches keep a small MLP's matrix products efficient.
+BATCH = 4096
+
+
+@dataclass
+class ImageClassifier:
+    """A discriminator in eval mode with the class names of its labels."""
+
+    network: ClassifyingDiscriminator
+    class_names: tuple[str, ...]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.network.image_shape
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits (N, K) of uint8 images in [0, 255] or float images in [-1, 1], (N, C, H, W)."""
+        if tuple(images.shape[1:]) != tuple(self.image_shape):
+            raise ValueError(
+                f"the classifier takes images of shape (N, *{list(self.image_shape)}); "
+                f"got {tuple(images.shape)}."
+            )
+        device = next(self.network.parameters()).device
+        parts = []
+        for start in range(0, len(images), BATCH):
+            batch = images[start : start + BATCH].to(device)
+            if batch.dtype == torch.uint8:
+                batch = batch.float().div_(127.5).sub_(1.0)
+            parts.append(self.network.classify(batch)[0].float().cpu())
+        return torch.cat(parts) if parts else torch.zeros(0, self.network.num_labels)
+
+    def label(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(labels (N,) int64, confidence (N,): the softmax probability of that label)."""
+        probabilities = torch.softmax(self.logits(images), dim=1)
+        confidence, labels = probabilities.max(dim=1)
+        return labels, confidence
+
+
+def save_classifier(
+    path: str | Path,
+    network: ClassifyingDiscriminator,
+    config: DictConfig | dict,
+    class_names: list[str] | tuple[str, ...],
+) -> Path:
+    """Write the network's weights, its `_target_` config and the class names of its labels atomically."""
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_container(config, resolve=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "config": config,
+        "image_shape": list(network.image_shape),
+        "class_names": [str(name) for name in class_names],
+        "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_classifier(path: str | Path) -> ImageClassifier:
+    """The classifier stored at `path`, in eval mode on the CPU; CheckpointError naming the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"Classifier file {path} does not exist; a finished run of model=ssgan_mlp leaves one."
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"Classifier file {path} cannot be read ({type(exc).__name__}); it is truncated or not a file "
+            f"written by handwriting_gan."
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a handwriting_gan classifier file.")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has classifier format version {payload.get('format_version')}; this handwriting_gan "
+            f"({__version__}) reads version {FORMAT_VERSION}."
+        )
+    network = instantiate(payload["config"])
+    try:
+        network.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"The weights in {path} do not fit the network its config describes: {str(exc).splitlines()[0]}"
+        ) from None
+    return ImageClassifier(network.eval(), tuple(payload["class_names"]))

@@ -1,0 +1,139 @@
+"""The networks of the semi-supervised GAN of Salimans et al. (2016, "Improved Techniques for Training
+GANs"): the study's MLP family, with a discriminator that also names the class.
+
+Discriminator: image -> Gaussian noise -> [weight-normalised Linear, ReLU, Gaussian noise] per width ->
+weight-normalised Linear to K class logits. "Real" is their log-sum-exp (D(x) = Z / (Z + 1) with
+Z = sum_k exp(l_k)), so `forward` keeps the contract's one logit of "real" per image and the last hidden
+layer is what the generator's feature matching compares.
+Generator: z -> [Linear, BatchNorm, softplus] per width -> weight-normalised Linear -> tanh.
+
+Weight normalisation starts from data (Salimans & Kingma 2016): the first training batch sets each of D's
+layers' scale and bias so its outputs have zero mean and unit variance, and the hidden layers' scales stay
+there (only the class logits' scale learns), as in the paper's MNIST code; public ports that left this out
+reported far lower accuracy. D reads pixels in [0, 1], the scale its noise levels were set for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from handwriting_gan.errors import ConfigError
+from handwriting_gan.models.contract import ClassifyingDiscriminator, Generator
+from handwriting_gan.models.mlp import _check_widths
+
+
+class WNLinear(nn.Module):
+    """A Linear layer with weight normalisation, w = g * v / |v| per output. With `data_init`, the first
+    batch it sees in training mode sets g and the bias so that its outputs have zero mean and unit
+    variance; `train_scale=False` then keeps g fixed, as the paper's hidden layers do (only the class
+    logits' scale learns)."""
+
+    def __init__(
+        self, width_in: int, width_out: int, train_scale: bool = True, data_init: bool = True
+    ) -> None:
+        super().__init__()
+        self.v = nn.Parameter(torch.randn(width_out, width_in) * 0.1)
+        self.g = nn.Parameter(torch.ones(width_out), requires_grad=train_scale)
+        self.bias = nn.Parameter(torch.zeros(width_out))
+        # A buffer, so a checkpoint or a saved classifier carries it: a resumed run never re-initialises.
+        # A float (1: done) so a moving average of the network's buffers (game/semi.py) leaves it intact.
+        self.register_buffer("initialised", torch.tensor(0.0 if data_init else 1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not bool(self.initialised):
+            self._initialise(x)
+        weight = self.v * (self.g / self.v.norm(dim=1)).unsqueeze(1)
+        return F.linear(x, weight, self.bias)
+
+    @torch.no_grad()
+    def _initialise(self, x: torch.Tensor) -> None:
+        out = F.linear(x, self.v / self.v.norm(dim=1, keepdim=True))
+        mean, std = out.mean(0), out.std(0, unbiased=False) + 1e-6
+        self.g.copy_(1.0 / std)
+        self.bias.copy_(-mean / std)
+        self.initialised.fill_(1.0)
+
+
+class GaussianNoise(nn.Module):
+    """Adds N(0, std^2) noise in training mode only (the paper's regulariser in place of dropout)."""
+
+    def __init__(self, std: float) -> None:
+        super().__init__()
+        if float(std) < 0:
+            raise ConfigError(f"model.discriminator noise std={std} must be 0 (none) or positive, e.g. 0.5.")
+        self.std = float(std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.std == 0:
+            return x
+        return x + torch.randn_like(x) * self.std
+
+
+class SSGANDiscriminator(ClassifyingDiscriminator):
+    """K class logits from an image; the contract's "real" logit is their log-sum-exp."""
+
+    def __init__(
+        self,
+        hidden: Sequence[int],
+        image_shape: Sequence[int],
+        num_labels: int,
+        input_noise: float = 0.3,
+        hidden_noise: float = 0.5,
+        weight_norm: bool = True,
+    ) -> None:
+        super().__init__(image_shape, num_labels)
+        width_in = math.prod(self.image_shape)
+        layers: list[nn.Module] = [nn.Flatten(), GaussianNoise(input_noise)]
+        for width in _check_widths("discriminator", hidden):
+            layers += [
+                _linear(width_in, width, weight_norm, train_scale=False),
+                nn.ReLU(),
+                GaussianNoise(hidden_noise),
+            ]
+            width_in = width
+        self.features = nn.Sequential(*layers)
+        self.head = _linear(width_in, self.num_labels, weight_norm)
+
+    def classify(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Pixels in [0, 1], the paper's scale: its noise levels are relative to it.
+        features = self.features(images.add(1.0).mul(0.5))
+        return self.head(features), features
+
+
+class SSGANGenerator(Generator):
+    """Unconditional: the classes come from the discriminator, which labels what G draws if asked."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden: Sequence[int],
+        image_shape: Sequence[int],
+        num_classes: int = 0,
+        weight_norm: bool = True,
+    ) -> None:
+        super().__init__(latent_dim, image_shape, num_classes)
+        if self.conditional:
+            raise ConfigError(
+                "model.generator.num_classes must be 0 for the semi-supervised GAN: its generator is "
+                "unconditional, and the discriminator names the classes (model.discriminator.num_labels)."
+            )
+        layers: list[nn.Module] = []
+        width_in = self.latent_dim
+        for width in _check_widths("generator", hidden):
+            layers += [nn.Linear(width_in, width), nn.BatchNorm1d(width), nn.Softplus()]
+            width_in = width
+        # The output layer's scale starts at 1 and learns, without a data-dependent start (the paper's).
+        layers += [_linear(width_in, math.prod(self.image_shape), weight_norm, data_init=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(z).view(z.size(0), *self.image_shape)
+
+
+def _linear(width_in: int, width_out: int, weight_norm: bool, **options) -> nn.Module:
+    return WNLinear(width_in, width_out, **options) if weight_norm else nn.Linear(width_in, width_out)

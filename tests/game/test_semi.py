@@ -1,0 +1,120 @@
+"""The semi-supervised game (game/semi.py) with the discriminator that classifies (models/ssgan.py): it
+learns to classify from a few labels, logs its losses and validation accuracy, keeps the classifier as
+classifier.pt, resumes exactly, and refuses settings that cannot work."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from handwriting_gan.assembly import build
+from handwriting_gan.config import compose_config
+from handwriting_gan.errors import ConfigError
+from handwriting_gan.models.classifier_file import load_classifier
+from handwriting_gan.models.ssgan import SSGANDiscriminator
+from handwriting_gan.train import train
+from tests_support import train_in_process
+
+# A toy problem: 4 classes of the fake dataset, 3 labels per class (1 of them for validation), the rest
+# of 320 images unlabelled; small networks, a few hundred steps.
+TOY = [
+    "model=ssgan_mlp",
+    "dataset=fake",
+    "dataset.size=320",
+    "dataset.num_classes=4",
+    "dataset.batch_size=32",
+    "dataset.labels_per_class=3",
+    "dataset.labels_validation=1",
+    "model.generator.hidden=[64,64]",
+    "model.discriminator.hidden=[128,64]",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.log_every_n_steps=5",
+]
+
+
+def hidden_accuracy(classify, datamodule) -> float:
+    split = datamodule.label_split()
+    images = split.unlabelled.float().div(127.5).sub(1)
+    return (classify(images).argmax(1) == datamodule.hidden_labels()).float().mean().item()
+
+
+def test_the_discriminator_classifies_with_logsumexp_as_its_real_logit():
+    network = SSGANDiscriminator([32, 16], [1, 28, 28], num_labels=5).eval()
+    images = torch.rand(6, 1, 28, 28) * 2 - 1
+    logits, features = network.classify(images)
+    assert logits.shape == (6, 5) and features.shape == (6, 16)
+    assert torch.allclose(network(images), torch.logsumexp(logits, dim=1))
+
+
+def test_from_two_labels_per_class_the_game_labels_the_hidden_images_well_above_chance(tmp_path):
+    run = train_in_process([*TOY, "trainer.max_epochs=6"], tmp_path / "run")
+    cfg = compose_config([*TOY], run_dir=tmp_path / "again")
+    datamodule = build(cfg)[2]
+    classifier = load_classifier(run / "classifier.pt")
+    accuracy = hidden_accuracy(classifier.logits, datamodule)
+    assert accuracy > 0.6, accuracy  # chance is 0.25
+    labels, confidence = classifier.label(datamodule.label_split().unlabelled)
+    assert torch.equal(labels, classifier.logits(datamodule.label_split().unlabelled).argmax(1))
+    assert ((confidence > 0) & (confidence <= 1)).all()
+    assert classifier.class_names == tuple(f"class_{i}" for i in range(4))
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    for tag in ("train/d_supervised_epoch", "train/d_unsupervised_epoch", "train/labelled_accuracy_epoch"):
+        assert len(events.Scalars(tag)) == 6, tag
+    validation = [event.value for event in events.Scalars("val/accuracy")]
+    assert len(validation) == 6 and "val/accuracy" in scalars
+    assert validation[-1] >= 0.5
+
+
+def test_a_resumed_run_ends_bit_identical(tmp_path):
+    straight = train_in_process([*TOY, "trainer.max_epochs=2"], tmp_path / "straight")
+    stopped = train_in_process([*TOY, "trainer.max_epochs=1"], tmp_path / "stopped")
+    cfg = OmegaConf.load(stopped / ".hydra" / "config.yaml")
+    cfg.resume, cfg.trainer.max_epochs = str(stopped), 2
+    train(cfg)
+    first = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    second = torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    assert torch.equal(
+        load_classifier(straight / "classifier.pt").network.head.v,
+        load_classifier(stopped / "classifier.pt").network.head.v,
+    )
+
+
+def test_the_learning_rate_falls_to_zero_over_the_last_epochs(tmp_path):
+    cfg = compose_config([*TOY, "trainer.max_epochs=4", "model.lr_decay_epochs=2"], run_dir=tmp_path)
+    L.seed_everything(0, verbose=False)
+    trainer, game, datamodule = build(cfg)
+    seen = []
+    game.on_train_epoch_end = lambda: seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+    trainer.fit(game, datamodule=datamodule)
+    assert seen == pytest.approx([3e-3, 3e-3, 3e-3, 1.5e-3])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model=ssgan_mlp", "dataset=fake"], "labels_per_class"),
+        (["dataset=fake", "dataset.labels_per_class=3"], "model=ssgan_mlp"),
+        (
+            ["model=ssgan_mlp", "dataset=fake", "dataset.labels_per_class=3", "model.unsupervised_weight=-1"],
+            "unsupervised_weight",
+        ),
+        (
+            ["model=ssgan_mlp", "dataset=fake", "dataset.labels_per_class=3", "model.classifier_ema=1.5"],
+            "classifier_ema",
+        ),
+        (["model=ssgan_mlp", "dataset=fake", "dataset.labels_per_class=3", "augment=diffaugment"], "augment"),
+    ],
+)
+def test_settings_that_cannot_work_are_refused(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        build(compose_config(overrides, run_dir=tmp_path))
