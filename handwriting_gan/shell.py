@@ -446,6 +446,9 @@ def quiet_dependencies() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # A semi-supervised run without validation labels hands Lightning an empty validation loader on
+    # purpose (data/base.py: validation_loader).
+    warnings.filterwarnings("ignore", message=".*Total length of `list` across ranks is zero.*")
     # Small datasets have fewer batches than the logging interval; epoch means are logged regardless.
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     # Checkpoints written before LastCheckpoint became a plain Checkpoint hold ModelCheckpoint's state

@@ -273,7 +273,7 @@ class FolderDataModule(ImageDataModule):
         path = self.cache_dir / "folder" / f"{readable}-pool-{key[:24]}.pt"
 
         def convert() -> Conversion:
-            log.info("Converting the %d images of the pool %s once into %s", len(files), root, path)
+            log.info("Converting the %d unlabelled images of %s once into %s", len(files), root, path)
             return convert_characters(
                 [(str(root / n), 0, root / n) for n in files], self.preprocessing, str(root)
             )

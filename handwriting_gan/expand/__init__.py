@@ -17,12 +17,20 @@ dataset, with its measured gain.
    image real or synthetic and its source, the augmenter, the settings, the package version) and
    samples.png.
 
+With `unlabeled=<folder>` (a pool of unlabelled images of the same kind), the semi-supervised GAN
+(model=ssgan_mlp) learns from the folder's labels and the pool instead (expand/pool.py), labels every pool
+image, and `out` holds the labelled images, then the pool's with their predicted labels: export.json,
+labels.csv and the npz mark each image's origin (labelled, or pseudo-labelled with its confidence and
+pool file), `min_confidence` leaves uncertain pool images out, review.png shows each class's least
+confident labels, and classifier.pt labels more images from Python.
+
 Every finished step (each seed's tuning and arms, the synthetic images) is kept in `<out>.partial/` until
 `out` is complete; the same command run again continues from there, and `out` appears whole or not at all.
 
 One module per concern: settings (the checked plan), store (the work folder), measure (the held-out
-measurement), report (its table and sentence), writing (the dataset, manifest and samples.png),
-progress (bars), command (the order of the steps).
+measurement), report (its table and sentence), pool (the semi-supervised GAN and the pool's labels),
+writing (the dataset, manifest, samples.png and review.png), progress (bars), command (the order of the
+steps).
 """
 
 from handwriting_gan.expand.command import expand, expand_folder, main

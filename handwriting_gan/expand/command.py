@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -25,11 +26,22 @@ from handwriting_gan.expand.progress import Progress, duration
 from handwriting_gan.expand.report import REPORT_JSON, REPORT_MD, markdown, summarize
 from handwriting_gan.expand.settings import Plan, check_plan, expand_config
 from handwriting_gan.expand.store import WorkFolder
-from handwriting_gan.expand.writing import SAMPLES_FILE, Expanded, manifest, samples_sheet, write_dataset
+from handwriting_gan.expand.writing import (
+    REVIEW_FILE,
+    SAMPLES_FILE,
+    Expanded,
+    manifest,
+    review_sheet,
+    samples_sheet,
+    write_dataset,
+)
 from handwriting_gan.shell import command, say, set_threads
 
 #: Mixed into the seed of each class's synthetic images for the expanded dataset.
 GENERATION_STREAM = 0x6E7
+CLASSIFIER_FILE = "classifier.pt"
+#: review.png shows this many of each class's least confident pool images.
+REVIEWED = 10
 
 
 def expand_folder(
@@ -116,6 +128,8 @@ class Folder:
 
 def run(plan: Plan) -> dict[str, Any]:
     """Expand as `plan` says; everything checked before the work folder is made."""
+    if plan.unlabeled is not None:
+        return run_with_pool(plan)
     started = time.perf_counter()
     say(
         f"Expanding {plan.path} into {plan.out} (finished steps are kept in {plan.work} until it is complete)"
@@ -182,12 +196,16 @@ def prepare(plan: Plan) -> tuple[Augmenter, Folder]:
     augmenter.batch_size = plan.batch_size
     folder = Folder.read(plan)
     augmenter.check_fits(plan.image_shape, folder.class_names)
+    check_label_bytes(plan, folder)
+    return augmenter, folder
+
+
+def check_label_bytes(plan: Plan, folder: Folder) -> None:
     if plan.format == "idx" and len(folder.class_names) > 256:
         raise ConfigError(
             f"format=idx stores labels as bytes, for at most 256 classes; path={plan.path} has "
             f"{len(folder.class_names)}. Use format=npz or format=imagefolder."
         )
-    return augmenter, folder
 
 
 def file_digest(path: Path) -> str:
@@ -233,19 +251,150 @@ def write_out(
         if summary is None
         else {"gain": summary["gain"], "sentence": summary["sentence"], "report": REPORT_JSON},
     )
+    sheets = {
+        SAMPLES_FILE: samples_sheet(expanded, folder.class_names, plan.shown_real, plan.shown_variations)
+    }
+    write_folder(plan, folder, expanded, record, summary, sheets)
+
+
+def write_folder(
+    plan: Plan,
+    folder: Folder,
+    expanded: Expanded,
+    record: dict[str, Any],
+    summary: dict[str, Any] | None,
+    sheets: dict[str, Any],
+    pool_files: tuple[str, ...] = (),
+    copies: dict[str, Path] | None = None,
+) -> None:
+    """`out`, whole: the dataset, the `sheets` (file name -> picture), `copies` (file name -> file), the
+    report and, last, export.json (`record`), written into a temporary sibling renamed into place (the
+    export command's partial_folder)."""
     with (
         Progress(f"Writing {len(expanded.labels)} images ({plan.format})", 1) as progress,
         partial_folder(plan.out, plan.overwrite) as partial,
     ):
-        write_dataset(partial, plan.format, expanded, folder.class_names)
-        samples_sheet(expanded, folder.class_names, plan.shown_real, plan.shown_variations).save(
-            partial / SAMPLES_FILE
-        )
+        write_dataset(partial, plan.format, expanded, folder.class_names, pool_files)
+        for name, sheet in sheets.items():
+            sheet.save(partial / name)
+        for name, file in (copies or {}).items():
+            shutil.copyfile(file, partial / name)
         if summary is not None:
             (partial / REPORT_MD).write_text(markdown(summary))
             (partial / REPORT_JSON).write_text(json.dumps(summary, indent=2) + "\n")
         (partial / EXPORT_FILE).write_text(json.dumps(record, indent=1) + "\n")  # last: what marks it whole
         progress.advance()
+
+
+def run_with_pool(plan: Plan) -> dict[str, Any]:
+    """Expand with a pool of unlabelled images: the semi-supervised GAN labels it (expand/pool.py), and
+    `out` holds the labelled images, then the pool's with their predicted labels and confidences."""
+    from handwriting_gan.expand.pool import label_pool, read_pool, train_gan
+
+    started = time.perf_counter()
+    say(
+        f"Expanding {plan.path} with the unlabelled images of {plan.unlabeled} into {plan.out} (finished "
+        f"steps are kept in {plan.work} until it is complete)"
+    )
+    check_target(plan.out, plan.path, plan.overwrite)
+    folder = Folder.read(plan)
+    check_label_bytes(plan, folder)
+    if plan.measure is True:
+        raise ConfigError(
+            "measure=true with unlabeled= is not available in expand yet: the study measures the pool's arms "
+            "(docs/guide/expand.md). Pass measure=false (or leave measure=auto) to expand with the pool."
+        )
+    datamodule = plan.datamodule()
+    pool = read_pool(datamodule)
+    counts = folder.counts
+    sizes = f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)} to {max(counts)}"
+    say(
+        f"Read {len(folder.labels)} labelled images of {len(counts)} classes, {sizes} per class, and "
+        f"{len(pool.images)} usable pool images of {len(pool.files)} files"
+    )
+    if len(pool.images) < len(folder.labels):
+        say(
+            f"The pool ({len(pool.images)} images) is smaller than the labelled set ({len(folder.labels)}): "
+            f"the GAN learns little from it; more unlabelled images are what this step needs."
+        )
+    if plan.measure == "auto":
+        say("Not measuring: with a pool, the study measures the arms (docs/guide/expand.md).")
+    work = WorkFolder(
+        plan.work,
+        {
+            **plan.identity(),
+            "images": f"{len(folder.labels)} images, listing and preprocessing {folder.digest}",
+            "pool_images": len(pool.images),
+        },
+    )
+    if work.open():
+        say(f"Continuing the expansion stored in {plan.work}")
+    try:
+        classifier_file = train_gan(plan, work.path, len(folder.labels), len(pool.images))
+        predicted = label_pool(classifier_file, pool, work.path, plan.device)
+        keep = predicted.confidence >= plan.min_confidence
+        expanded = Expanded.with_pool(
+            (folder.images, folder.labels),
+            (pool.images[keep], predicted.labels[keep], predicted.confidence[keep], pool.pool_index[keep]),
+        )
+        if plan.min_confidence > 0:
+            say(
+                f"Kept {int(keep.sum())} of {len(keep)} pool images labelled with confidence >= "
+                f"{plan.min_confidence}"
+            )
+        record = manifest(
+            fmt=plan.format,
+            source_folder=plan.path,
+            class_names=folder.class_names,
+            expanded=expanded,
+            originals=folder.originals,
+            skipped=folder.skipped,
+            augmenter=None,
+            settings={
+                **{key: value for key, value in plan.identity().items() if key != "path"},
+                "measure": False,
+                "format": plan.format,
+                "min_confidence": plan.min_confidence,
+            },
+            measurement=None,
+            pool={
+                "folder": str(plan.unlabeled.resolve()),
+                "files": len(pool.files),
+                "usable": len(pool.images),
+                "kept": int(keep.sum()),
+                "labelled_by": "the semi-supervised GAN's classifier (model=ssgan_mlp)",
+                "classifier_sha256": file_digest(classifier_file),
+                "mean_confidence": round(float(predicted.confidence.mean()), 4),
+            },
+            pool_files=pool.files,
+        )
+        sheets = {REVIEW_FILE: review_sheet(expanded, folder.class_names, REVIEWED)}
+        # The classifier that labelled the pool goes with it: it labels more images from Python
+        # (handwriting_gan.models.classifier_file.load_classifier) and evaluate-style scripts score it.
+        copies = {CLASSIFIER_FILE: classifier_file}
+        write_folder(plan, folder, expanded, record, None, sheets, pool.files, copies)
+    except KeyboardInterrupt:
+        say(f"Stopped. Run the same command again to continue from the steps kept in {plan.work}.")
+        raise
+    work.remove()
+    seconds = time.perf_counter() - started
+    say(
+        f"Wrote {plan.out}: {len(folder.labels)} labelled + {expanded.num_pool} pseudo-labelled pool images "
+        f"of {len(counts)} classes ({plan.format}), review.png, classifier.pt. Total time "
+        f"{duration(seconds)}."
+    )
+    return {
+        "out": str(plan.out.resolve()),
+        "format": plan.format,
+        "num_real": expanded.num_real,
+        "num_labelled": len(folder.labels),
+        "num_pseudo_labelled": expanded.num_pool,
+        "num_synthetic": 0,
+        "class_counts": expanded.class_counts(folder.class_names),
+        "skipped": len(folder.skipped),
+        "report": None,
+        "seconds": seconds,
+    }
 
 
 def measure_all(

@@ -58,6 +58,10 @@ class Plan:
     batch_size: int
     device: str
     threads: int | str | None
+    #: A folder of unlabelled images, labelled by the semi-supervised GAN (None: the augmenter expands).
+    unlabeled: Path | None = None
+    min_confidence: float = 0.0
+    pool_gan: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def work(self) -> Path:
@@ -77,6 +81,7 @@ class Plan:
         return FolderDataModule(
             path=str(self.path),
             cache_dir=str(self.cache_dir),
+            unlabeled=None if self.unlabeled is None else str(self.unlabeled),
             test_fraction=0.0,
             batch_size=64,
             sample_grid=8,
@@ -133,6 +138,8 @@ class Plan:
             "classifier": self.classifier.as_dict(),
             "steps": self.steps,
             "classical_search": dataclasses.asdict(self.search),
+            "unlabeled": None if self.unlabeled is None else str(self.unlabeled.resolve()),
+            "pool_gan": dict(self.pool_gan),
         }
 
 
@@ -186,6 +193,26 @@ def check_plan(cfg: DictConfig) -> Plan:
         )
     if not isinstance(cfg.overwrite, bool):
         raise ConfigError(f"overwrite={cfg.overwrite} must be true or false.")
+    unlabeled = None if cfg.unlabeled is None else _pool(cfg.unlabeled, path)
+    min_confidence = cfg.min_confidence
+    if (
+        isinstance(min_confidence, bool)
+        or not isinstance(min_confidence, int | float)
+        or not 0 <= min_confidence < 1
+    ):
+        raise ConfigError(
+            f"min_confidence={min_confidence} must be in [0, 1): pool images labelled with a lower "
+            f"confidence are left out (0 keeps all)."
+        )
+    pool_gan = OmegaConf.to_container(cfg.pool_gan)
+    decay = pool_gan.get("lr_decay_fraction")
+    if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0 <= decay <= 1:
+        raise ConfigError(f"pool_gan.lr_decay_fraction={decay} must be in [0, 1], e.g. 0.2.")
+    pool_gan = {
+        "batches": check_count("pool_gan.batches", pool_gan.get("batches"), 1),
+        "batch_size": check_count("pool_gan.batch_size", pool_gan.get("batch_size"), 1),
+        "lr_decay_fraction": float(decay),
+    }
     plan = Plan(
         path=path,
         out=out,
@@ -207,6 +234,9 @@ def check_plan(cfg: DictConfig) -> Plan:
         batch_size=check_count("batch_size", cfg.batch_size, 1),
         device=choose_device(cfg.device),
         threads=cfg.threads,
+        unlabeled=unlabeled,
+        min_confidence=float(min_confidence),
+        pool_gan=pool_gan,
     )
     plan.datamodule()  # its constructor checks the preprocessing keys, reading nothing
     return plan
@@ -229,6 +259,22 @@ def _folder(value) -> Path:
             f"class (unpack an archive first)."
         )
     return path
+
+
+def _pool(value, path: Path) -> Path:
+    """The unlabelled folder, checked to be a folder other than the labelled one (its images are read when
+    the pool is converted: an empty one or one with no usable image is refused then, before any file is
+    written)."""
+    if not str(value).strip():
+        raise ConfigError("unlabeled= is empty: name a folder of unlabelled images, or leave it out.")
+    pool = Path(str(value)).expanduser()
+    if not pool.exists():
+        raise DataError(f"unlabeled={value} does not exist (looked for {pool.resolve()}).")
+    if not pool.is_dir():
+        raise DataError(f"unlabeled={value} is a file, not a folder of images (unpack an archive first).")
+    if pool.resolve() == path.resolve():
+        raise ConfigError(f"unlabeled={value} is the labelled folder itself; name a folder of other images.")
+    return pool
 
 
 def _out(value, path: Path) -> Path:

@@ -4,6 +4,7 @@ samples.png, each class's real images beside their variations."""
 
 from __future__ import annotations
 
+import csv
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,22 +17,62 @@ from PIL import Image, ImageDraw
 
 from handwriting_gan import __version__
 from handwriting_gan.callbacks.samples import captioned_grid
-from handwriting_gan.data.exports import NPZ_FILE, Samples, class_folders, write_export
+from handwriting_gan.data.exports import LABELS_FILE, NPZ_FILE, Samples, class_folders, write_export
 
 SAMPLES_FILE = "samples.png"
 #: samples.png's cells are the images enlarged this many times; the class names take this many pixels.
 SCALE, NAME_WIDTH = 2, 72
 
 
+#: Where an image of the expanded dataset comes from; the `origin` array of the npz holds the position.
+ORIGINS = ("labelled", "pseudo-labelled", "synthetic")
+REVIEW_FILE = "review.png"
+
+
 @dataclass(frozen=True)
 class Expanded:
     """The expanded dataset: uint8 images (N, C, H, W), labels, and per image whether it is synthetic and
-    the index of the real image it was made from (-1 for a real one). The real images come first."""
+    the index of the real image it was made from (-1 for a real one). The real images come first. With a
+    pool, the pool's images follow the labelled ones: `pool_index` is each one's index in the pool folder's
+    sorted file list (-1 for others) and `confidence` its label's probability (1 for the others)."""
 
     images: torch.Tensor
     labels: torch.Tensor
     synthetic: torch.Tensor
     sources: torch.Tensor
+    pool_index: torch.Tensor | None = None
+    confidence: torch.Tensor | None = None
+
+    @classmethod
+    def with_pool(
+        cls,
+        real: tuple[torch.Tensor, torch.Tensor],
+        pool: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    ) -> Expanded:
+        """The labelled `real` (images, labels), then the pool's (images, predicted labels, confidence,
+        pool index)."""
+        (images, labels), (pool_images, pool_labels, confidence, pool_index) = real, pool
+        n, m = len(labels), len(pool_labels)
+        return cls(
+            torch.cat([images, pool_images]),
+            torch.cat([labels, pool_labels]),
+            torch.zeros(n + m, dtype=torch.bool),
+            torch.full((n + m,), -1, dtype=torch.int64),
+            torch.cat([torch.full((n,), -1, dtype=torch.int64), pool_index.to(torch.int64)]),
+            torch.cat([torch.ones(n), confidence.float()]),
+        )
+
+    @property
+    def origins(self) -> torch.Tensor:
+        """Per image its position in ORIGINS (int8)."""
+        origin = torch.where(self.synthetic, 2, 0).to(torch.int8)
+        if self.pool_index is not None:
+            origin[self.pool_index >= 0] = 1
+        return origin
+
+    @property
+    def num_pool(self) -> int:
+        return 0 if self.pool_index is None else int((self.pool_index >= 0).sum())
 
     @classmethod
     def of(
@@ -53,48 +94,90 @@ class Expanded:
         return int((~self.synthetic).sum())
 
     def samples(self) -> Samples:
-        """As the export formats take it: the position is the file name; every label is certain (a
-        variation keeps its real image's class), so every confidence is 1."""
-        return Samples(self.images, self.labels, torch.ones(len(self.labels)), torch.arange(len(self.labels)))
+        """As the export formats take it: the position is the file name; a labelled image's or a
+        variation's label is certain (confidence 1), a pool image's is the classifier's confidence."""
+        confidence = torch.ones(len(self.labels)) if self.confidence is None else self.confidence
+        return Samples(self.images, self.labels, confidence, torch.arange(len(self.labels)))
 
     def class_counts(self, class_names: Sequence[str]) -> dict[str, dict[str, int]]:
         """{class folder name: {"real", "synthetic"}} in label order."""
-        real = torch.bincount(self.labels[~self.synthetic], minlength=len(class_names)).tolist()
-        made = torch.bincount(self.labels[self.synthetic], minlength=len(class_names)).tolist()
+        origins = self.origins
+        counts = {
+            key: torch.bincount(self.labels[origins == code], minlength=len(class_names)).tolist()
+            for key, code in (("real", 0), ("pseudo_labelled", 1), ("synthetic", 2))
+        }
+        if self.pool_index is None:
+            del counts["pseudo_labelled"]
         return {
-            name: {"real": r, "synthetic": s}
-            for name, r, s in zip(class_folders(class_names), real, made, strict=True)
+            name: {key: values[label] for key, values in counts.items()}
+            for label, name in enumerate(class_folders(class_names))
         }
 
 
-def write_dataset(folder: Path, fmt: str, expanded: Expanded, class_names: Sequence[str]) -> None:
-    """The images in `fmt` (data/exports.py's writers); npz also gets the arrays `synthetic` (bool) and
-    `source` (int64, -1 for a real image)."""
+def write_dataset(
+    folder: Path, fmt: str, expanded: Expanded, class_names: Sequence[str], pool_files: Sequence[str] = ()
+) -> None:
+    """The images in `fmt` (data/exports.py's writers); npz also gets the arrays `synthetic` (bool),
+    `source` (int64, -1 for a real image), `origin` (int8, a position in ORIGINS) and, with a pool,
+    `pool_index` (int64, -1 for other images); imagefolder's labels.csv gets the columns origin and
+    pool_file."""
     write_export(folder, fmt, expanded.samples(), class_names)
     if fmt == "npz":
-        # An .npz is a zip of .npy files: the two arrays join the export's own.
+        arrays = [
+            ("synthetic", expanded.synthetic),
+            ("source", expanded.sources),
+            ("origin", expanded.origins),
+        ]
+        if expanded.pool_index is not None:
+            arrays.append(("pool_index", expanded.pool_index))
+        # An .npz is a zip of .npy files: the arrays join the export's own.
         with zipfile.ZipFile(folder / NPZ_FILE, "a", compression=zipfile.ZIP_DEFLATED) as archive:
-            for name, array in (("synthetic", expanded.synthetic), ("source", expanded.sources)):
+            for name, array in arrays:
                 with archive.open(f"{name}.npy", "w") as handle:
                     np.lib.format.write_array(handle, array.numpy())
+    if fmt == "imagefolder":
+        table = folder / LABELS_FILE
+        rows = list(csv.reader(table.read_text().splitlines()))
+        pool_index = expanded.pool_index.tolist() if expanded.pool_index is not None else None
+        with table.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow([*rows[0], "origin", "pool_file"])
+            for row, origin in zip(rows[1:], expanded.origins.tolist(), strict=True):
+                index = int(Path(row[0]).stem)
+                pool_file = pool_files[pool_index[index]] if pool_index and pool_index[index] >= 0 else ""
+                writer.writerow([*row, ORIGINS[origin], pool_file])
 
 
 def image_records(
-    expanded: Expanded, class_names: Sequence[str], fmt: str, originals: Sequence[str]
+    expanded: Expanded,
+    class_names: Sequence[str],
+    fmt: str,
+    originals: Sequence[str],
+    pool_files: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """Per image: its index (and file, for imagefolder), label, class, and either the file of the user's
-    folder it was converted from (a real one) or the index of the real image it was made from."""
+    """Per image: its index (and file, for imagefolder), label, class, origin, and the file of the user's
+    folder it was converted from (a labelled one), or its pool file, pool index and confidence (a
+    pseudo-labelled one), or the index of the real image it was made from (a synthetic one)."""
     folders = class_folders(class_names)
+    pool_index = [-1] * len(expanded.labels) if expanded.pool_index is None else expanded.pool_index.tolist()
+    confidence = expanded.samples().confidences.tolist()
     records = []
-    for index, (label, synthetic, source) in enumerate(
-        zip(expanded.labels.tolist(), expanded.synthetic.tolist(), expanded.sources.tolist(), strict=True)
+    for index, (label, origin, source) in enumerate(
+        zip(expanded.labels.tolist(), expanded.origins.tolist(), expanded.sources.tolist(), strict=True)
     ):
         record: dict[str, Any] = {"index": index}
         if fmt == "imagefolder":
             record["file"] = f"{folders[label]}/{index:06d}.png"
-        record.update(label=label, class_name=str(class_names[label]), synthetic=synthetic)
-        if synthetic:
+        record.update(label=label, class_name=str(class_names[label]), origin=ORIGINS[origin])
+        record["synthetic"] = origin == 2
+        if origin == 2:
             record["source"] = source
+        elif origin == 1:
+            record.update(
+                pool_file=pool_files[pool_index[index]],
+                pool_index=pool_index[index],
+                confidence=round(confidence[index], 6),
+            )
         else:
             record["original"] = originals[index]
         records.append(record)
@@ -109,9 +192,11 @@ def manifest(
     expanded: Expanded,
     originals: Sequence[str],
     skipped: Sequence[dict[str, str]],
-    augmenter: dict[str, Any],
+    augmenter: dict[str, Any] | None,
     settings: dict[str, Any],
     measurement: dict[str, Any] | None,
+    pool: dict[str, Any] | None = None,
+    pool_files: Sequence[str] = (),
 ) -> dict[str, Any]:
     """export.json: what read_export needs (format, class_names, num_samples_kept), then the provenance."""
     return {
@@ -121,14 +206,17 @@ def manifest(
         "command": "handwriting_gan.expand",
         "source_folder": str(source_folder.resolve()),
         "num_real": expanded.num_real,
+        "num_labelled": expanded.num_real - expanded.num_pool,
+        "num_pseudo_labelled": expanded.num_pool,
         "num_synthetic": len(expanded.labels) - expanded.num_real,
         "class_counts": expanded.class_counts(class_names),
         "skipped_files": list(skipped),
         "augmenter": augmenter,
+        "pool": pool,
         "settings": settings,
         "measurement": measurement,
         "package_version": __version__,
-        "images": image_records(expanded, class_names, fmt, originals),
+        "images": image_records(expanded, class_names, fmt, originals, pool_files),
     }
 
 
@@ -148,7 +236,29 @@ def samples_sheet(expanded: Expanded, class_names: Sequence[str], shown: int, va
             for k in range(variations):
                 cells.append(expanded.images[made[k]] if k < len(made) else blank)
                 captions.append("synthetic" if k < len(made) else "")
-    grid = captioned_grid(torch.stack(cells), captions, nrow=shown * (1 + variations), scale=SCALE)
+    return _named_rows(
+        captioned_grid(torch.stack(cells), captions, shown * (1 + variations), SCALE), class_names
+    )
+
+
+def review_sheet(expanded: Expanded, class_names: Sequence[str], shown: int) -> Image.Image:
+    """One row per class, its name on the left: the `shown` pool images labelled as that class with the
+    lowest confidence, least confident first, each captioned with its confidence (blank where fewer), so
+    a person can check the labels most likely to be wrong."""
+    blank = torch.zeros_like(expanded.images[0])
+    pool = expanded.origins == 1
+    cells, captions = [], []
+    for label in range(len(class_names)):
+        members = torch.nonzero(pool & (expanded.labels == label)).flatten()
+        order = members[torch.argsort(expanded.confidence[members])][:shown].tolist()
+        for slot in range(shown):
+            cells.append(expanded.images[order[slot]] if slot < len(order) else blank)
+            captions.append(f"{expanded.confidence[order[slot]]:.2f}" if slot < len(order) else "")
+    return _named_rows(captioned_grid(torch.stack(cells), captions, shown, SCALE), class_names)
+
+
+def _named_rows(grid: Image.Image, class_names: Sequence[str]) -> Image.Image:
+    """`grid` (one row per class) with each class's name on the left of its row."""
     sheet = Image.new(grid.mode, (grid.width + NAME_WIDTH, grid.height), 0)
     sheet.paste(grid, (NAME_WIDTH, 0))
     draw = ImageDraw.Draw(sheet)

@@ -30,6 +30,22 @@ class GeneratorAverage(AveragedModel):
         self.update_parameters(generator)
 
 
+class WarmAverage(AveragedModel):
+    """An exponential moving average of a network's weights and buffers whose decay ramps up as
+    min(decay, (1 + n) / (10 + n)) after n updates, so a short run's average is not stuck near the
+    untrained start (0.999 ** 100 of it would remain after 100 batches) and a long run's is the plain one."""
+
+    def __init__(self, network: nn.Module, decay: float) -> None:
+        self.decay = float(decay)
+        super().__init__(network, avg_fn=self._average, use_buffers=True)
+        self.requires_grad_(False)
+
+    def _average(self, averaged: torch.Tensor, current: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
+        n = float(updates)
+        decay = min(self.decay, (1.0 + n) / (10.0 + n))
+        return averaged * decay + current * (1.0 - decay)
+
+
 def seed_batch(seed: int, epoch: int, batch: int, rank: int, device: torch.device) -> None:
     """Seed the noise and dropout draws of one batch from (seed, epoch, batch, rank) alone: a run resumed
     from any checkpoint, one from inside an epoch too, continues exactly as the uninterrupted run would."""

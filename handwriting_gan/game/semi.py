@@ -26,7 +26,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from handwriting_gan.data.base import UNLABELLED
 from handwriting_gan.errors import ConfigError
-from handwriting_gan.game.bookkeeping import GeneratorAverage
+from handwriting_gan.game.bookkeeping import WarmAverage
 from handwriting_gan.game.gan import GAN
 from handwriting_gan.models.contract import ClassifyingDiscriminator
 
@@ -72,7 +72,7 @@ class SemiSupervisedGAN(GAN):
         # The paper scores a moving average of D's weights, not the last step's: a single step's D moves
         # by up to a point of test error from one batch to the next.
         self.classifier_average = (
-            None if classifier_ema is None else GeneratorAverage(self.discriminator, float(classifier_ema), 0)
+            None if classifier_ema is None else WarmAverage(self.discriminator, float(classifier_ema))
         )
         self.unsupervised_weight = float(unsupervised_weight)
         self.lr_decay_epochs = lr_decay_epochs
@@ -104,7 +104,7 @@ class SemiSupervisedGAN(GAN):
     def training_step(self, batch, batch_idx: int) -> None:
         super().training_step(batch, batch_idx)
         if self.classifier_average is not None:
-            self.classifier_average.follow(self.discriminator, batches=self.global_step)
+            self.classifier_average.update_parameters(self.discriminator)
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()

@@ -90,14 +90,12 @@ class SSGANDiscriminator(ClassifyingDiscriminator):
         width_in = math.prod(self.image_shape)
         layers: list[nn.Module] = [nn.Flatten(), GaussianNoise(input_noise)]
         for width in _check_widths("discriminator", hidden):
-            layers += [
-                _linear(width_in, width, weight_norm, train_scale=False),
-                nn.ReLU(),
-                GaussianNoise(hidden_noise),
-            ]
+            layers += [_linear(width_in, width, weight_norm, train_scale=False), nn.ReLU()]
+            layers.append(GaussianNoise(hidden_noise))
             width_in = width
-        self.features = nn.Sequential(*layers)
-        self.head = _linear(width_in, self.num_labels, weight_norm)
+        # The features G matches are the last hidden layer's, before its noise (the paper's).
+        self.features = nn.Sequential(*layers[:-1])
+        self.head = nn.Sequential(layers[-1], _linear(width_in, self.num_labels, weight_norm))
 
     def classify(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Pixels in [0, 1], the paper's scale: its noise levels are relative to it.

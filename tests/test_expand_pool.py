@@ -1,0 +1,163 @@
+"""`python -m handwriting_gan.expand unlabeled=<folder>`: a few labelled images per class and a pool of
+unlabelled ones; the semi-supervised GAN labels the pool and `out` holds both, each image's origin marked
+in export.json, labels.csv and the npz; review.png shows the least confident labels; bad pools are refused
+before anything is written; an interrupted expansion continues from the GAN's checkpoint. In process with
+a GAN of a few batches."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_expand import draw_letters
+
+import handwriting_gan.expand.pool as pool_step
+from handwriting_gan.errors import ConfigError, DataError
+from handwriting_gan.expand import expand_folder
+from handwriting_gan.models.classifier_file import load_classifier
+
+# A GAN of 12 batches of 8 + 8 images with small networks: seconds.
+TINY_GAN = {
+    "pool_gan": {"batches": 12, "batch_size": 8},
+    "threads": 1,
+    "device": "cpu",
+    "measure": False,
+}
+
+
+@pytest.fixture
+def folders(tmp_path) -> tuple[Path, Path]:
+    labelled = draw_letters(tmp_path / "labelled", per_class=3, junk=False)
+    pool = draw_letters(tmp_path / "pool_tree", per_class=8, junk=True)
+    # The pool in any layout: some images flat, the rest nested under other folder names.
+    flat = tmp_path / "pool"
+    for index, file in enumerate(sorted(pool.rglob("*.png"))):
+        target = flat / ("deep/er" if index % 2 else "") / f"{index:03d}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(file.read_bytes())
+    # A copy of a labelled image; the pool's first three drawings of class a are copies too (the same
+    # seeded strokes): 4 copies to drop, and 2 junk files to skip, leaving 21 pool images.
+    (flat / "copy.png").write_bytes((labelled / "a" / "00.png").read_bytes())
+    return labelled, flat
+
+
+def expand(labelled, pool, out, **settings):
+    return expand_folder(
+        labelled, out, unlabeled=pool, cache_dir=out.parent / "cache", **{**TINY_GAN, **settings}
+    )
+
+
+def test_the_pool_is_labelled_and_every_image_says_where_it_came_from(folders, tmp_path, capsys, caplog):
+    labelled, pool = folders
+    with caplog.at_level("WARNING"):
+        result = expand(labelled, pool, tmp_path / "out", fmt="npz")
+    out = tmp_path / "out"
+    console = capsys.readouterr().err
+    assert (
+        "Read 9 labelled images of 3 classes, 3 per class, and 21 usable pool images of 27 files" in console
+    )
+    # Each said once, though the GAN's own datamodule reads the pool again.
+    assert caplog.text.count("Dropped 4 pool images byte-identical") == 1
+    assert caplog.text.count("Skipped 2 of 27 images") == 1
+    assert result["num_labelled"] == 9 and result["num_pseudo_labelled"] == 21
+    assert {p.name for p in out.iterdir()} == {"dataset.npz", "export.json", "review.png", "classifier.pt"}
+    assert not (tmp_path / "out.partial").exists()
+
+    data = np.load(out / "dataset.npz")
+    origin, pool_index = data["origin"], data["pool_index"]
+    assert origin.tolist() == [0] * 9 + [1] * 21
+    assert (pool_index[:9] == -1).all()
+    files = sorted(p.relative_to(pool).as_posix() for p in pool.rglob("*.png"))
+    record = json.loads((out / "export.json").read_text())
+    pool_records = [r for r in record["images"] if r["origin"] == "pseudo-labelled"]
+    assert [files[r["pool_index"]] for r in pool_records] == [r["pool_file"] for r in pool_records]
+    assert [r["pool_index"] for r in pool_records] == pool_index[9:].tolist()
+    # The copy of a labelled image and the two junk files are not in the pool part.
+    assert not {"copy.png"} & {r["pool_file"] for r in pool_records}
+    assert record["pool"]["files"] == 27 and record["pool"]["usable"] == 21
+    assert all(0 < r["confidence"] <= 1 for r in pool_records)
+    assert data["confidences"][9:].tolist() == pytest.approx(
+        [r["confidence"] for r in pool_records], abs=1e-6
+    )
+
+    classifier = load_classifier(out / "classifier.pt")
+    labels, _ = classifier.label(torch.from_numpy(data["images"][9:]).unsqueeze(1))
+    assert labels.tolist() == data["labels"][9:].tolist()  # the labels are the classifier's
+    with Image.open(out / "review.png") as review:
+        assert review.size[1] >= 3 * 28  # one row per class
+
+
+def test_labels_csv_marks_origins_and_min_confidence_drops_uncertain_pool_images(folders, tmp_path):
+    labelled, pool = folders
+    first = expand(labelled, pool, tmp_path / "all")
+    rows = list(csv.DictReader((tmp_path / "all" / "labels.csv").open()))
+    assert [r["origin"] for r in rows].count("labelled") == 9
+    assert {r["origin"] for r in rows} == {"labelled", "pseudo-labelled"}
+    assert all(r["pool_file"] for r in rows if r["origin"] == "pseudo-labelled")
+    confidences = sorted(float(r["confidence"]) for r in rows if r["origin"] == "pseudo-labelled")
+    threshold = confidences[len(confidences) // 2]
+    kept = expand(labelled, pool, tmp_path / "confident", min_confidence=threshold)
+    assert 0 < kept["num_pseudo_labelled"] < first["num_pseudo_labelled"]
+    rows = list(csv.DictReader((tmp_path / "confident" / "labels.csv").open()))
+    assert all(float(r["confidence"]) >= threshold - 1e-6 for r in rows if r["origin"] == "pseudo-labelled")
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda p: None, DataError, "does not exist"),
+        (lambda p: p.write_text("x"), DataError, "is a file"),
+        (lambda p: p.mkdir(), DataError, "holds no image file"),
+        (lambda p: (p.mkdir(), (p / "x.png").write_bytes(b"junk")), DataError, "has no usable image"),
+    ],
+)
+def test_a_bad_pool_is_refused_and_nothing_is_written(folders, tmp_path, make, error, message):
+    labelled, _ = folders
+    bad = tmp_path / "bad"
+    make(bad)
+    with pytest.raises(error, match=message):
+        expand(labelled, bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_the_labelled_folder_as_its_own_pool_is_refused(folders, tmp_path):
+    labelled, _ = folders
+    with pytest.raises(ConfigError, match="labelled folder itself"):
+        expand(labelled, labelled, tmp_path / "out")
+
+
+def test_a_pool_smaller_than_the_labelled_set_is_allowed_and_said(folders, tmp_path, capsys):
+    labelled, pool = folders
+    small = tmp_path / "small"
+    small.mkdir()
+    for file in sorted(pool.glob("0*.png"))[-2:]:  # not among the copies of labelled images
+        (small / file.name).write_bytes(file.read_bytes())
+    result = expand(labelled, small, tmp_path / "out")
+    assert result["num_pseudo_labelled"] == 2
+    assert "is smaller than the labelled set" in capsys.readouterr().err
+
+
+def test_an_interrupted_expansion_continues_from_the_gans_checkpoint(folders, tmp_path, monkeypatch, capsys):
+    labelled, pool = folders
+
+    def interrupt(self, trainer, game):
+        if trainer.current_epoch == 2:  # two epochs done, and checkpointed
+            raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(pool_step._EpochReport, "on_train_epoch_start", interrupt, raising=False)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        expand(labelled, pool, tmp_path / "out")
+    assert (tmp_path / "out.partial" / "ssgan" / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "out").exists()
+    monkeypatch.undo()
+    capsys.readouterr()
+    expand(labelled, pool, tmp_path / "out")
+    console = capsys.readouterr().err
+    assert "Continuing the expansion stored in" in console and "from its checkpoint" in console
+    assert "epoch 3 of 6" in console and "epoch 1 of 6" not in console
+    assert (tmp_path / "out" / "export.json").is_file() and not (tmp_path / "out.partial").exists()
