@@ -4,7 +4,9 @@
 rebuilds the run's dataset from its `.hydra/config.yaml` (or, with `against`, another dataset config with
 the same classes, e.g. the full MNIST for a run on the embedded sample), loads `generator.pt`, and prints
 one JSON line of metrics (see handwriting_gan/metrics) that it also writes to `<run folder>/metrics.json`
-(`<run folder>/metrics_<against>.json` with `against`).
+(`<run folder>/metrics_<against>.json` with `against`). A run whose discriminator classifies
+(model=ssgan_mlp, classifier.pt) also gets `discriminator_classifier`: its test accuracy and error and the
+accuracy of each class.
 """
 
 from __future__ import annotations
@@ -115,6 +117,12 @@ def evaluate_run(
         datamodule = other_dataset(run, against, datamodule, data_dir)
     values = evaluate_generator(generator, metadata, datamodule, cache_dir, **options)
     values["against"] = against
+    if run.classifier_file.is_file():
+        # A semi-supervised run's discriminator names classes: scored on the same test split.
+        from handwriting_gan.models.classifier_file import load_classifier
+
+        test_images, test_labels = datamodule.split(train=False)
+        values["discriminator_classifier"] = load_classifier(run.classifier_file).score(test_images, test_labels)
     return values
 
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from handwriting_gan.config import compose_config
+from handwriting_gan.config import compose_config, instantiate
 from handwriting_gan.errors import CheckpointError, ConfigError
 from handwriting_gan.evaluate import evaluate
-from tests_support import FAST, TINY_CLASSIFIER, write_untrained_run
+from handwriting_gan.models.classifier_file import load_classifier
+from tests_support import FAST, TINY_CLASSIFIER, TOY_SEMI, train_in_process, write_untrained_run
 
 REQUIRED = (
     "fd",
@@ -130,3 +131,21 @@ def test_a_run_is_measured_against_another_dataset_with_its_classes(untrained_ru
         evaluate(evaluate_config([f"run_dir={untrained_run}", "against=chars74k", *TINY_CLASSIFIER]))
     with pytest.raises(ConfigError, match="against=nope"):
         evaluate(evaluate_config([f"run_dir={untrained_run}", "against=nope", *TINY_CLASSIFIER]))
+
+
+def test_a_semi_supervised_run_gets_its_classifier_scored_on_the_test_split(tmp_path):
+    run = train_in_process(
+        [*TOY_SEMI, "trainer.max_epochs=2", f"paths.cache_dir={tmp_path / 'cache'}"], tmp_path / "run"
+    )
+    values = evaluate(evaluate_config([f"run_dir={run}", "num_samples=40", *TINY_CLASSIFIER]))
+    scored = values["discriminator_classifier"]
+    assert scored["test_images"] == 64  # the fake dataset's test split: a fifth of its 320 images
+    assert set(scored["per_class_accuracy"]) == {f"class_{i}" for i in range(4)}
+    assert scored["test_error"] == pytest.approx(1 - scored["test_accuracy"])
+    classifier = load_classifier(run / "classifier.pt")
+    images, labels = instantiate(compose_config(TOY_SEMI, run_dir=tmp_path / "again").dataset).split(
+        train=False
+    )
+    right = (classifier.label(images)[0] == labels).float().mean().item()
+    assert scored["test_accuracy"] == pytest.approx(right, abs=1e-6)
+    assert json.loads((run / "metrics.json").read_text())["discriminator_classifier"] == scored

@@ -33,6 +33,23 @@ TOY_STUDY = [
     *TINY_CLASSIFIER,
 ]
 
+# The semi-supervised GAN on a toy problem: 4 classes of the fake dataset, 3 labels per class (1 of them for
+# validation), the rest of 320 images unlabelled; small networks, seconds per epoch.
+TOY_SEMI = [
+    "model=ssgan_mlp",
+    "dataset=fake",
+    "dataset.size=320",
+    "dataset.num_classes=4",
+    "dataset.batch_size=32",
+    "dataset.labels_per_class=3",
+    "dataset.labels_validation=1",
+    "model.generator.hidden=[64,64]",
+    "model.discriminator.hidden=[128,64]",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.log_every_n_steps=5",
+]
+
 
 class PauseAt(L.Callback):
     """A Lightning callback for kill tests: at (epoch, batch) it writes `marker` and sleeps, so a test

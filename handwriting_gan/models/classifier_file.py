@@ -61,6 +61,25 @@ class ImageClassifier:
         return labels, confidence
 
 
+    def score(self, images: torch.Tensor, labels: torch.Tensor) -> dict:
+        """Accuracy and error on labelled `images`, and the accuracy of each class that has images (by
+        class name): what `evaluate` reports on the test split."""
+        predicted = self.label(images)[0]
+        right = predicted == labels
+        per_class = {
+            str(name): round(right[labels == label].float().mean().item(), 6)
+            for label, name in enumerate(self.class_names)
+            if (labels == label).any()
+        }
+        accuracy = right.float().mean().item() if len(labels) else float("nan")
+        return {
+            "test_accuracy": round(accuracy, 6),
+            "test_error": round(1.0 - accuracy, 6),
+            "test_images": len(labels),
+            "per_class_accuracy": per_class,
+        }
+
+
 def save_classifier(
     path: str | Path,
     network: ClassifyingDiscriminator,

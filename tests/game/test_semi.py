@@ -16,24 +16,7 @@ from handwriting_gan.errors import ConfigError
 from handwriting_gan.models.classifier_file import load_classifier
 from handwriting_gan.models.ssgan import SSGANDiscriminator
 from handwriting_gan.train import train
-from tests_support import train_in_process
-
-# A toy problem: 4 classes of the fake dataset, 3 labels per class (1 of them for validation), the rest
-# of 320 images unlabelled; small networks, a few hundred steps.
-TOY = [
-    "model=ssgan_mlp",
-    "dataset=fake",
-    "dataset.size=320",
-    "dataset.num_classes=4",
-    "dataset.batch_size=32",
-    "dataset.labels_per_class=3",
-    "dataset.labels_validation=1",
-    "model.generator.hidden=[64,64]",
-    "model.discriminator.hidden=[128,64]",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "trainer.log_every_n_steps=5",
-]
+from tests_support import TOY_SEMI, train_in_process
 
 
 def hidden_accuracy(classify, datamodule) -> float:
@@ -51,8 +34,8 @@ def test_the_discriminator_classifies_with_logsumexp_as_its_real_logit():
 
 
 def test_from_two_labels_per_class_the_game_labels_the_hidden_images_well_above_chance(tmp_path):
-    run = train_in_process([*TOY, "trainer.max_epochs=6"], tmp_path / "run")
-    cfg = compose_config([*TOY], run_dir=tmp_path / "again")
+    run = train_in_process([*TOY_SEMI, "trainer.max_epochs=6"], tmp_path / "run")
+    cfg = compose_config([*TOY_SEMI], run_dir=tmp_path / "again")
     datamodule = build(cfg)[2]
     classifier = load_classifier(run / "classifier.pt")
     accuracy = hidden_accuracy(classifier.logits, datamodule)
@@ -73,8 +56,8 @@ def test_from_two_labels_per_class_the_game_labels_the_hidden_images_well_above_
 
 
 def test_a_resumed_run_ends_bit_identical(tmp_path):
-    straight = train_in_process([*TOY, "trainer.max_epochs=2"], tmp_path / "straight")
-    stopped = train_in_process([*TOY, "trainer.max_epochs=1"], tmp_path / "stopped")
+    straight = train_in_process([*TOY_SEMI, "trainer.max_epochs=2"], tmp_path / "straight")
+    stopped = train_in_process([*TOY_SEMI, "trainer.max_epochs=1"], tmp_path / "stopped")
     cfg = OmegaConf.load(stopped / ".hydra" / "config.yaml")
     cfg.resume, cfg.trainer.max_epochs = str(stopped), 2
     train(cfg)
@@ -88,7 +71,7 @@ def test_a_resumed_run_ends_bit_identical(tmp_path):
 
 
 def test_the_learning_rate_falls_to_zero_over_the_last_epochs(tmp_path):
-    cfg = compose_config([*TOY, "trainer.max_epochs=4", "model.lr_decay_epochs=2"], run_dir=tmp_path)
+    cfg = compose_config([*TOY_SEMI, "trainer.max_epochs=4", "model.lr_decay_epochs=2"], run_dir=tmp_path)
     L.seed_everything(0, verbose=False)
     trainer, game, datamodule = build(cfg)
     seen = []
