@@ -1,0 +1,236 @@
+"""A few labels and a pool of unlabelled images: which way of labelling the pool helps a classifier most?
+Print a table of the arms, per seed and paired, on a dataset's own test split.
+
+For each seed (a label draw, as `dataset.labels_per_class=K` draws it), the training split is K labelled
+images per class and a pool of every other training image, whose labels are hidden. The arms train the
+study's classifier (conf/study.yaml's arm_classifier recipe, the same steps for every arm) on:
+(a) the labelled images; (b) + their classical copies, tuned on a validation part of them (as the study
+tunes (b)); (s) (b) + the pool labelled by self-training with (b)'s augmentation (two rounds, the
+confidence threshold chosen on a validation part of the labelled images); (p) (b) + the pool labelled by
+the semi-supervised GAN's classifier (model=ssgan_mlp trained on the labelled images and the pool for
+--gan-batches batches); (t) (b) + the pool with its TRUE labels, an oracle: the ceiling of labelling the
+pool by hand. The GAN's discriminator is scored as a classifier too. Every choice is made on labelled
+validation images; the test split is only scored. Each seed's results go to <work>/<case>/seed_<s>.json,
+and a run continues from them (and from a GAN's checkpoint).
+
+Usage: python benchmarks/pool_study.py --case mnist --labels 10 [--seeds 0 1 2] [--gan-batches 30000]
+       [--arm-steps 2000] [--data-dir ../shared/data] [--work /tmp/hwgan_pool_study] [--threads 2]
+Cases: mnist (the other training images are the pool), chars74k (its 45 training scans per class: K
+labelled, the rest the pool; tested on the 10 held-out scans per class), omniglot (the held-out alphabets'
+training drawers: K labelled, the rest the pool).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import OmegaConf
+
+from handwriting_gan.assembly import build
+from handwriting_gan.augment.classical import Classical, Search, classical_copies, tune
+from handwriting_gan.augment.pool import POOL_ARMS, choose_threshold, self_train
+from handwriting_gan.config import compose_config
+from handwriting_gan.data.base import to_signed_unit
+from handwriting_gan.metrics.classifier import ClassifierSettings, accuracy, fit_for_steps, settings_for_steps
+from handwriting_gan.models.classifier_file import load_classifier, save_classifier
+
+CASES = {
+    "mnist": ["dataset=mnist"],
+    "chars74k": ["dataset=chars74k"],
+    "omniglot": ["dataset=omniglot", "dataset.alphabets=held_out_a"],
+}
+
+
+def train_gan(case: str, labels: int, seed: int, batches: int, data_dir: str, work: Path) -> Path:
+    """The semi-supervised GAN of this label draw (continued from its checkpoint); its classifier.pt."""
+    run = work / f"ssgan_seed_{seed}"
+    classifier_file = run / "classifier.pt"
+    if classifier_file.is_file():
+        return classifier_file
+    overrides = [
+        "model=ssgan_mlp",
+        *CASES[case],
+        f"paths.data_dir={data_dir}",
+        f"dataset.labels_per_class={labels}",
+        "dataset.batch_size=100",
+        f"seed={seed}",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "~callbacks.samples",
+        "~callbacks.losses",
+    ]
+    probe = build(compose_config(overrides, run_dir=run))[2]
+    split = probe.label_split()
+    per_epoch = max(len(split.labelled[0]), len(split.unlabelled)) // probe.batch_size
+    epochs = max(1, -(-batches // per_epoch))
+    overrides += [f"trainer.max_epochs={epochs}", f"model.lr_decay_epochs={round(0.2 * epochs)}"]
+    cfg = compose_config(overrides, run_dir=run)
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    print(f"  semi-supervised GAN: {epochs} epochs of {per_epoch} batches in {run}", flush=True)
+    L.seed_everything(seed, verbose=False)
+    trainer, game, datamodule = build(cfg)
+    trainer.fit(game, datamodule=datamodule, ckpt_path=checkpoint if checkpoint.is_file() else None)
+    save_classifier(classifier_file, game.classifier, cfg.model.discriminator, datamodule.class_names)
+    return classifier_file
+
+
+def predict(classifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels, confidence) of the arms' classifier (softmax probability of the label)."""
+    classifier.eval()
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(images), 2000):
+            parts.append(torch.softmax(classifier(to_signed_unit(images[start : start + 2000])), dim=1))
+    confidence, labels = torch.cat(parts).max(dim=1)
+    return labels, confidence
+
+
+def run_seed(args, seed: int, work: Path) -> dict:
+    record_file = work / f"seed_{seed}.json"
+    if record_file.is_file():
+        return json.loads(record_file.read_text())
+    started = time.perf_counter()
+    study = compose_config([], config_name="study")
+    steps, settings = settings_for_steps(
+        {**OmegaConf.to_container(study.arm_classifier), "steps": args.arm_steps},
+        ClassifierSettings.from_mapping(OmegaConf.to_container(study.classifier)),
+    )
+    search = Search.from_mapping(OmegaConf.to_container(study.classical_search))
+    datamodule = build(
+        compose_config(
+            [
+                "model=ssgan_mlp",
+                *CASES[args.case],
+                f"paths.data_dir={args.data_dir}",
+                f"dataset.labels_per_class={args.labels}",
+                f"seed={seed}",
+            ],
+            run_dir=work / "probe",
+        )
+    )[2]
+    split = datamodule.label_split()
+    images, labels = split.labelled
+    pool, truth = split.unlabelled, datamodule.hidden_labels()
+    test_images, test_labels = datamodule.split(train=False)
+    num_classes = datamodule.num_classes
+
+    def fit(fit_images, fit_labels, fit_steps=steps):
+        return fit_for_steps(fit_images, fit_labels, num_classes, settings, fit_steps, seed, "cpu")[0]
+
+    record = {"seed": seed, "labelled": len(labels), "pool": len(pool), "test": len(test_labels), "arms": {}}
+    print(
+        f"seed {seed}: {len(labels)} labelled, {len(pool)} in the pool, {len(test_labels)} test images",
+        flush=True,
+    )
+    record["arms"]["real"] = accuracy(fit(images, labels), test_images, test_labels)
+    best, trials = tune(images, labels, num_classes, search, 10, fit, accuracy, seed)
+    record["classical_choice"] = {"setting": best.as_dict(), "trials": trials}
+    copies = classical_copies(images, labels, Classical(**best.as_dict()).transform(), best.copies, seed)
+
+    def fit_b(fit_images, fit_labels):  # (b)'s augmentation under every pool arm
+        return fit(torch.cat([fit_images, copies[0]]), torch.cat([fit_labels, copies[1]]))
+
+    record["arms"]["classical"] = accuracy(fit_b(images, labels), test_images, test_labels)
+    print(f"  (a) {record['arms']['real']:.2%}  (b) {record['arms']['classical']:.2%}", flush=True)
+
+    threshold, threshold_trials = choose_threshold((images, labels), pool, fit_b, predict, accuracy, seed)
+    classifier, predicted, kept = self_train((images, labels), pool, fit_b, predict, threshold)
+    record["self_training"] = {
+        "threshold": threshold,
+        "trials": threshold_trials,
+        "kept": float(kept.float().mean()),
+        "kept_right": float((predicted[kept] == truth[kept]).float().mean()) if kept.any() else None,
+    }
+    record["arms"]["self_training"] = accuracy(classifier, test_images, test_labels)
+    print(f"  (s) {record['arms']['self_training']:.2%} (threshold {threshold})", flush=True)
+
+    discriminator = load_classifier(
+        train_gan(args.case, args.labels, seed, args.gan_batches, args.data_dir, work)
+    )
+    gan_labels, gan_confidence = discriminator.label(pool)
+    record["discriminator"] = float((discriminator.label(test_images)[0] == test_labels).float().mean())
+    record["pool_gan_right"] = float((gan_labels == truth).float().mean())
+    record["arms"]["pool_gan"] = accuracy(
+        fit_b(torch.cat([images, pool]), torch.cat([labels, gan_labels])), test_images, test_labels
+    )
+    record["arms"]["pool_oracle"] = accuracy(
+        fit_b(torch.cat([images, pool]), torch.cat([labels, truth])), test_images, test_labels
+    )
+    record["seconds"] = time.perf_counter() - started
+    print(
+        f"  (p) {record['arms']['pool_gan']:.2%}  (t) {record['arms']['pool_oracle']:.2%}  "
+        f"D {record['discriminator']:.2%}",
+        flush=True,
+    )
+    record_file.write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--case", choices=sorted(CASES), default="mnist")
+    parser.add_argument("--labels", type=int, default=10)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--gan-batches", type=int, default=30000)
+    parser.add_argument("--arm-steps", type=int, default=2000)
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--work", default="/tmp/hwgan_pool_study")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    work = Path(args.work) / f"{args.case}_{args.labels}"
+    work.mkdir(parents=True, exist_ok=True)
+    records = [run_seed(args, seed, work) for seed in args.seeds]
+
+    arms = [("a", "real", "labelled only"), ("b", "classical", "+ tuned classical aug.")]
+    arms += [(arm.letter, arm.key, arm.name) for arm in POOL_ARMS]
+    print(
+        f"\n{args.case}, {args.labels} labels per class; machine {platform.machine()}, "
+        f"{args.threads} threads; "
+        f"GAN {args.gan_batches} batches, arm classifiers {args.arm_steps} steps\n"
+    )
+    seeds = " | ".join(f"seed {r['seed']}" for r in records)
+    print(f"| arm | {seeds} | mean |")
+    print("| --- |" + " ---: |" * (len(records) + 1))
+    for letter, key, name in arms:
+        values = [r["arms"][key] for r in records]
+        print(
+            f"| ({letter}) {name} | "
+            + " | ".join(f"{v:.2%}" for v in values)
+            + f" | {statistics.fmean(values):.2%} |"
+        )
+    values = [r["discriminator"] for r in records]
+    print(
+        "| the GAN's discriminator itself | "
+        + " | ".join(f"{v:.2%}" for v in values)
+        + f" | {statistics.fmean(values):.2%} |"
+    )
+    for key in ("self_training", "pool_gan"):
+        shares = [
+            (r["arms"][key] - r["arms"]["classical"]) / (r["arms"]["pool_oracle"] - r["arms"]["classical"])
+            for r in records
+        ]
+        print(
+            f"| share of (t) - (b), {key} | "
+            + " | ".join(f"{v:.0%}" for v in shares)
+            + f" | {statistics.fmean(shares):.0%} |"
+        )
+    gaps = [100 * (r["arms"]["pool_gan"] - r["arms"]["self_training"]) for r in records]
+    print(
+        "| (p) - (s), points | "
+        + " | ".join(f"{v:+.1f}" for v in gaps)
+        + f" | {statistics.fmean(gaps):+.1f} |"
+    )
+
+
+if __name__ == "__main__":
+    main()

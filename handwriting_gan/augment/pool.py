@@ -1,0 +1,96 @@
+"""The pool arms: a classifier trained on a few labelled images per class plus a pool of unlabelled ones,
+with the pool labelled three ways, listed once in POOL_ARMS: (s) by self-training, the competitor a user
+has without a GAN; (p) by the semi-supervised GAN's classifier (model=ssgan_mlp); (t) with the pool's TRUE
+labels, an oracle: the ceiling that labelling the pool by hand would give. Each adds its labelled pool to
+the labelled images and (b)'s tuned classical copies of them, and trains the arms' classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from handwriting_gan.augment.classical import validation_split
+
+
+@dataclass(frozen=True)
+class PoolArm:
+    letter: str
+    key: str
+    name: str
+
+    @property
+    def title(self) -> str:
+        return f"({self.letter}) {self.name}"
+
+
+#: Every pool arm, in the table's order, after the study's (a) and (b).
+POOL_ARMS = (
+    PoolArm("s", "self_training", "+ classical + pool labelled by self-training"),
+    PoolArm("p", "pool_gan", "+ classical + pool labelled by the semi-supervised GAN"),
+    PoolArm("t", "pool_oracle", "+ classical + pool with its true labels (oracle)"),
+)
+#: Self-training's confidence thresholds, from which its validation part chooses.
+THRESHOLDS = (0.5, 0.9, 0.99)
+#: Rounds of self-training: label the pool, retrain on the labelled images and the confident part.
+ROUNDS = 2
+
+#: fit(images, labels) -> a classifier trained on them (with the arms' recipe and (b)'s classical copies
+#: of the labelled images added by the caller); predict(classifier, images) -> (labels, confidence).
+Fit = Callable[[torch.Tensor, torch.Tensor], object]
+Predict = Callable[[object, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def self_train(
+    labelled: tuple[torch.Tensor, torch.Tensor],
+    pool: torch.Tensor,
+    fit: Fit,
+    predict: Predict,
+    threshold: float,
+    rounds: int = ROUNDS,
+) -> tuple[object, torch.Tensor, torch.Tensor]:
+    """`rounds` rounds of self-training from the classifier fit on `labelled` alone: each labels the pool,
+    keeps the images labelled with at least `threshold` confidence and refits on the labelled images and
+    those. Returns (the last classifier, the pool's last labels, the mask of the kept ones)."""
+    images, labels = labelled
+    classifier = fit(images, labels)
+    kept = torch.zeros(len(pool), dtype=torch.bool)
+    predicted = torch.zeros(len(pool), dtype=torch.int64)
+    for _ in range(rounds):
+        predicted, confidence = predict(classifier, pool)
+        kept = confidence >= threshold
+        classifier = fit(torch.cat([images, pool[kept]]), torch.cat([labels, predicted[kept]]))
+    return classifier, predicted, kept
+
+
+def choose_threshold(
+    labelled: tuple[torch.Tensor, torch.Tensor],
+    pool: torch.Tensor,
+    fit: Fit,
+    predict: Predict,
+    score: Callable[[object, torch.Tensor, torch.Tensor], float],
+    seed: int,
+    fraction: float = 0.2,
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> tuple[float, list[dict]]:
+    """The self-training threshold that scores best on a validation part of the labelled images (one
+    round, trained on the rest), never on a test split; returns it and every trial."""
+    images, labels = labelled
+    held = validation_split(labels, fraction, seed)
+    if not held.any():
+        return thresholds[-1], []
+    trials = []
+    for threshold in thresholds:
+        classifier, _, kept = self_train(
+            (images[~held], labels[~held]), pool, fit, predict, threshold, rounds=1
+        )
+        trials.append(
+            {
+                "threshold": threshold,
+                "validation_acc": score(classifier, images[held], labels[held]),
+                "kept": float(kept.float().mean()),
+            }
+        )
+    best = max(trials, key=lambda trial: (trial["validation_acc"], trial["threshold"]))
+    return best["threshold"], trials

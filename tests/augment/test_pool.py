@@ -1,0 +1,71 @@
+"""The pool arms' self-training (augment/pool.py): rounds that label the pool and refit on the confident
+part, and the threshold chosen on a validation part of the labelled images, never on a test split."""
+
+from __future__ import annotations
+
+import torch
+
+from handwriting_gan.augment.pool import POOL_ARMS, choose_threshold, self_train
+
+
+class Centroids:
+    """A nearest-centroid classifier: enough to see labels spread from a few labelled points."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.centres = torch.stack([images[labels == c].float().mean(0) for c in range(2)])
+        self.trained_on = len(labels)
+
+
+def fit(images, labels):
+    return Centroids(images, labels)
+
+
+def predict(classifier, images):
+    distances = torch.cdist(images.float().flatten(1), classifier.centres.flatten(1))
+    probabilities = torch.softmax(-distances, dim=1)
+    confidence, labels = probabilities.max(dim=1)
+    return labels, confidence
+
+
+def score(classifier, images, labels):
+    return (predict(classifier, images)[0] == labels).float().mean().item()
+
+
+def two_clusters(n: int, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    images = labels[:, None].float() * 4 + torch.randn(n, 2, generator=generator)
+    return images, labels
+
+
+def test_self_training_labels_the_pool_and_refits_on_the_confident_part():
+    images, labels = two_clusters(6, 0)
+    pool, truth = two_clusters(200, 1)
+    classifier, predicted, kept = self_train((images, labels), pool, fit, predict, threshold=0.9)
+    assert 0 < kept.sum() < len(pool)  # the ambiguous middle is left out
+    assert classifier.trained_on == len(images) + int(kept.sum())
+    assert (predicted[kept] == truth[kept]).float().mean() > 0.95
+    everything = self_train((images, labels), pool, fit, predict, threshold=0.0)[2]
+    assert everything.all()
+
+
+def test_the_threshold_is_chosen_on_the_labelled_images_only():
+    images, labels = two_clusters(10, 2)
+    pool, _ = two_clusters(100, 3)
+    seen = []
+
+    def watching_score(classifier, held_images, held_labels):
+        seen.append(held_images)
+        return score(classifier, held_images, held_labels)
+
+    threshold, trials = choose_threshold((images, labels), pool, fit, predict, watching_score, seed=0)
+    assert threshold in [trial["threshold"] for trial in trials] and len(trials) == 3
+    assert max(trials, key=lambda t: (t["validation_acc"], t["threshold"]))["threshold"] == threshold
+    # Every scored image is one of the labelled images: the validation part is theirs.
+    for held in seen:
+        assert all((images == row).all(dim=1).any() for row in held)
+
+
+def test_the_pool_arms_are_listed_once_with_the_oracle_last():
+    assert [arm.letter for arm in POOL_ARMS] == ["s", "p", "t"]
+    assert "oracle" in POOL_ARMS[-1].name and POOL_ARMS[-1].title.startswith("(t)")
