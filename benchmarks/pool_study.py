@@ -15,6 +15,9 @@ and a run continues from them (and from a GAN's checkpoint).
 
 Usage: python benchmarks/pool_study.py --case mnist --labels 10 [--seeds 0 1 2] [--gan-batches 30000]
        [--arm-steps 2000] [--data-dir ../shared/data] [--work /tmp/hwgan_pool_study] [--threads 2]
+       python benchmarks/pool_study.py --from-expand /tmp/hwgan_semi_supervised --labels 10 --seeds 0
+(--from-expand: the arms on the folders and classifier.pt that benchmarks/semi_supervised.py's
+expansions left, the images as the expand command read them.)
 Cases: mnist (the other training images are the pool), chars74k (its 45 training scans per class: K
 labelled, the rest the pool; tested on the 10 held-out scans per class), omniglot (the held-out alphabets'
 training drawers: K labelled, the rest the pool).
@@ -81,6 +84,39 @@ def train_gan(case: str, labels: int, seed: int, batches: int, data_dir: str, wo
     return classifier_file
 
 
+def expanded_source(args, seed: int):
+    """The folders that benchmarks/semi_supervised.py wrote for `seed` and expanded, as the expand command
+    read them (the folder preprocessing): labelled images, the pool, its true labels (the MNIST draw's
+    hidden ones, in the pool's file order), the converted test split, and the number of classes."""
+    from semi_supervised import converted_test
+
+    from handwriting_gan.data.folder import FolderDataModule
+    from handwriting_gan.data.mnist import MNISTDataModule
+
+    root = Path(args.from_expand)
+    folder = FolderDataModule(
+        path=str(root / f"seed_{seed}" / "labelled"),
+        unlabeled=str(root / f"seed_{seed}" / "pool"),
+        cache_dir=str(root / f"seed_{seed}" / "cache"),
+        test_fraction=0.0,
+        batch_size=100,
+        sample_grid=4,
+    )
+    split = folder.label_split()
+    names = torch.tensor([int(name) for name in folder.class_names])
+    hidden = MNISTDataModule(
+        root=args.data_dir,
+        download=False,
+        batch_size=100,
+        image_shape=[1, 28, 28],
+        sample_grid=4,
+        seed=seed,
+        labels_per_class=args.labels,
+    ).hidden_labels()
+    test = converted_test(args.data_dir, root)
+    return split.labelled[0], names[split.labelled[1]], split.unlabelled, hidden[split.source_index], test, 10
+
+
 def predict(classifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(labels, confidence) of the arms' classifier (softmax probability of the label)."""
     classifier.eval()
@@ -103,23 +139,28 @@ def run_seed(args, seed: int, work: Path) -> dict:
         ClassifierSettings.from_mapping(OmegaConf.to_container(study.classifier)),
     )
     search = Search.from_mapping(OmegaConf.to_container(study.classical_search))
-    datamodule = build(
-        compose_config(
-            [
-                "model=ssgan_mlp",
-                *CASES[args.case],
-                f"paths.data_dir={args.data_dir}",
-                f"dataset.labels_per_class={args.labels}",
-                f"seed={seed}",
-            ],
-            run_dir=work / "probe",
-        )
-    )[2]
-    split = datamodule.label_split()
-    images, labels = split.labelled
-    pool, truth = split.unlabelled, datamodule.hidden_labels()
-    test_images, test_labels = datamodule.split(train=False)
-    num_classes = datamodule.num_classes
+    if args.from_expand:
+        images, labels, pool, truth, (test_images, test_labels), num_classes = expanded_source(args, seed)
+        gan_file = Path(args.from_expand) / f"seed_{seed}" / "out" / "classifier.pt"
+    else:
+        datamodule = build(
+            compose_config(
+                [
+                    "model=ssgan_mlp",
+                    *CASES[args.case],
+                    f"paths.data_dir={args.data_dir}",
+                    f"dataset.labels_per_class={args.labels}",
+                    f"seed={seed}",
+                ],
+                run_dir=work / "probe",
+            )
+        )[2]
+        split = datamodule.label_split()
+        images, labels = split.labelled
+        pool, truth = split.unlabelled, datamodule.hidden_labels()
+        test_images, test_labels = datamodule.split(train=False)
+        num_classes = datamodule.num_classes
+        gan_file = None
 
     def fit(fit_images, fit_labels, fit_steps=steps):
         return fit_for_steps(fit_images, fit_labels, num_classes, settings, fit_steps, seed, "cpu")[0]
@@ -151,9 +192,9 @@ def run_seed(args, seed: int, work: Path) -> dict:
     record["arms"]["self_training"] = accuracy(classifier, test_images, test_labels)
     print(f"  (s) {record['arms']['self_training']:.2%} (threshold {threshold})", flush=True)
 
-    discriminator = load_classifier(
-        train_gan(args.case, args.labels, seed, args.gan_batches, args.data_dir, work)
-    )
+    if gan_file is None:
+        gan_file = train_gan(args.case, args.labels, seed, args.gan_batches, args.data_dir, work)
+    discriminator = load_classifier(gan_file)
     gan_labels, gan_confidence = discriminator.label(pool)
     record["discriminator"] = float((discriminator.label(test_images)[0] == test_labels).float().mean())
     record["pool_gan_right"] = float((gan_labels == truth).float().mean())
@@ -185,9 +226,14 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--work", default="/tmp/hwgan_pool_study")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--from-expand",
+        help="the --work folder of benchmarks/semi_supervised.py (MNIST): its folders and the classifier.pt "
+        "of each seed's expansion, instead of a dataset and a GAN of this script's own",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    work = Path(args.work) / f"{args.case}_{args.labels}"
+    work = Path(args.work) / (f"expand_{args.labels}" if args.from_expand else f"{args.case}_{args.labels}")
     work.mkdir(parents=True, exist_ok=True)
     records = [run_seed(args, seed, work) for seed in args.seeds]
 

@@ -103,6 +103,44 @@ class SSGANDiscriminator(ClassifyingDiscriminator):
         return self.head(features), features
 
 
+class SSGANConvDiscriminator(ClassifyingDiscriminator):
+    """The convolutional variant: the paper's CIFAR-10 discriminator narrowed for a CPU. [0, 1] pixels ->
+    dropout -> per width: two 3x3 convolutions (the second with stride 2) -> dropout -> a 3x3 valid
+    convolution and a 1x1 one at the last width -> global average pooling (the features G matches) ->
+    K class logits; LeakyReLU(0.2), weight normalisation on every layer."""
+
+    def __init__(
+        self,
+        channels: Sequence[int],
+        image_shape: Sequence[int],
+        num_labels: int,
+        input_dropout: float = 0.2,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__(image_shape, num_labels)
+        widths = _check_widths("discriminator", channels)
+        if not (0 <= float(input_dropout) < 1 and 0 <= float(dropout) < 1):
+            raise ConfigError(
+                f"model.discriminator dropout={input_dropout}, {dropout}: each must be in [0, 1)."
+            )
+        norm = nn.utils.parametrizations.weight_norm
+        act = nn.LeakyReLU(0.2)
+        layers: list[nn.Module] = [nn.Dropout(input_dropout)]
+        width_in = self.image_shape[0]
+        for width in widths:
+            layers += [norm(nn.Conv2d(width_in, width, 3, padding=1)), act]
+            layers += [norm(nn.Conv2d(width, width, 3, stride=2, padding=1)), act, nn.Dropout(dropout)]
+            width_in = width
+        layers += [norm(nn.Conv2d(width_in, width_in, 3)), act, norm(nn.Conv2d(width_in, width_in, 1)), act]
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.head = norm(nn.Linear(width_in, self.num_labels))
+
+    def classify(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(images.add(1.0).mul(0.5))
+        return self.head(features), features
+
+
 class SSGANGenerator(Generator):
     """Unconditional: the classes come from the discriminator, which labels what G draws if asked."""
 

@@ -14,7 +14,7 @@ from handwriting_gan.assembly import build
 from handwriting_gan.config import compose_config
 from handwriting_gan.errors import ConfigError
 from handwriting_gan.models.classifier_file import load_classifier
-from handwriting_gan.models.ssgan import SSGANDiscriminator
+from handwriting_gan.models.ssgan import SSGANConvDiscriminator, SSGANDiscriminator
 from handwriting_gan.train import train
 from tests_support import TOY_SEMI, train_in_process
 
@@ -25,12 +25,30 @@ def hidden_accuracy(classify, datamodule) -> float:
     return (classify(images).argmax(1) == datamodule.hidden_labels()).float().mean().item()
 
 
-def test_the_discriminator_classifies_with_logsumexp_as_its_real_logit():
-    network = SSGANDiscriminator([32, 16], [1, 28, 28], num_labels=5).eval()
+@pytest.mark.parametrize(
+    "network",
+    [
+        SSGANDiscriminator([32, 16], [1, 28, 28], num_labels=5),
+        SSGANConvDiscriminator([8, 16], [1, 28, 28], 5),
+    ],
+)
+def test_the_discriminator_classifies_with_logsumexp_as_its_real_logit(network):
+    network.eval()
     images = torch.rand(6, 1, 28, 28) * 2 - 1
     logits, features = network.classify(images)
     assert logits.shape == (6, 5) and features.shape == (6, 16)
     assert torch.allclose(network(images), torch.logsumexp(logits, dim=1))
+
+
+def test_the_convolutional_variant_trains_and_keeps_its_classifier(tmp_path):
+    toy = [o for o in TOY_SEMI if not o.startswith(("model=", "model.discriminator."))]
+    run = train_in_process(
+        [*toy, "model=ssgan_conv", "model.discriminator.channels=[8,16]", "trainer.max_epochs=1"],
+        tmp_path / "run",
+    )
+    classifier = load_classifier(run / "classifier.pt")
+    assert isinstance(classifier.network, SSGANConvDiscriminator)
+    assert classifier.label(torch.zeros(3, 1, 28, 28, dtype=torch.uint8))[0].shape == (3,)
 
 
 def test_from_two_labels_per_class_the_game_labels_the_hidden_images_well_above_chance(tmp_path):

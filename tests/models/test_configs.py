@@ -60,7 +60,7 @@ DAGAN_DIFFERS = {
 
 
 def test_the_model_options_are_the_model_files_less_the_shared_game():
-    assert group_options("model") == sorted([*MODELS, "dagan", "ssgan_mlp"])
+    assert group_options("model") == sorted([*MODELS, "dagan", "ssgan_conv", "ssgan_mlp"])
     assert (MODEL_CONF / "_game.yaml").is_file()
 
 
@@ -104,7 +104,7 @@ def test_the_shared_game_file_is_no_model_to_choose():
     with pytest.raises(ConfigError, match="Available options in 'model'") as error:
         compose_checked("train", ["model=mlp9"])
     listed = str(error.value).split("Available options in 'model':")[1].replace(",", " ").split()
-    assert listed == sorted([*MODELS, "dagan", "ssgan_mlp"])
+    assert listed == sorted([*MODELS, "dagan", "ssgan_conv", "ssgan_mlp"])
 
 
 def test_the_semi_supervised_model_is_the_game_with_a_classifying_discriminator(compose):
