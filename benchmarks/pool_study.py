@@ -38,10 +38,15 @@ from omegaconf import OmegaConf
 
 from handwriting_gan.assembly import build
 from handwriting_gan.augment.classical import Classical, Search, classical_copies, tune
-from handwriting_gan.augment.pool import POOL_ARMS, choose_threshold, self_train
+from handwriting_gan.augment.pool import POOL_ARMS, pool_arms
 from handwriting_gan.config import compose_config
-from handwriting_gan.data.base import to_signed_unit
-from handwriting_gan.metrics.classifier import ClassifierSettings, accuracy, fit_for_steps, settings_for_steps
+from handwriting_gan.metrics.classifier import (
+    ClassifierSettings,
+    accuracy,
+    fit_for_steps,
+    predict,
+    settings_for_steps,
+)
 from handwriting_gan.models.classifier_file import load_classifier, save_classifier
 
 CASES = {
@@ -117,17 +122,6 @@ def expanded_source(args, seed: int):
     return split.labelled[0], names[split.labelled[1]], split.unlabelled, hidden[split.source_index], test, 10
 
 
-def predict(classifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(labels, confidence) of the arms' classifier (softmax probability of the label)."""
-    classifier.eval()
-    parts = []
-    with torch.no_grad():
-        for start in range(0, len(images), 2000):
-            parts.append(torch.softmax(classifier(to_signed_unit(images[start : start + 2000])), dim=1))
-    confidence, labels = torch.cat(parts).max(dim=1)
-    return labels, confidence
-
-
 def run_seed(args, seed: int, work: Path) -> dict:
     record_file = work / f"seed_{seed}.json"
     if record_file.is_file():
@@ -165,51 +159,37 @@ def run_seed(args, seed: int, work: Path) -> dict:
     def fit(fit_images, fit_labels, fit_steps=steps):
         return fit_for_steps(fit_images, fit_labels, num_classes, settings, fit_steps, seed, "cpu")[0]
 
-    record = {"seed": seed, "labelled": len(labels), "pool": len(pool), "test": len(test_labels), "arms": {}}
+    record = {"seed": seed, "labelled": len(labels), "pool": len(pool), "test": len(test_labels)}
     print(
         f"seed {seed}: {len(labels)} labelled, {len(pool)} in the pool, {len(test_labels)} test images",
         flush=True,
     )
-    record["arms"]["real"] = accuracy(fit(images, labels), test_images, test_labels)
     best, trials = tune(images, labels, num_classes, search, 10, fit, accuracy, seed)
     record["classical_choice"] = {"setting": best.as_dict(), "trials": trials}
     copies = classical_copies(images, labels, Classical(**best.as_dict()).transform(), best.copies, seed)
-
-    def fit_b(fit_images, fit_labels):  # (b)'s augmentation under every pool arm
-        return fit(torch.cat([fit_images, copies[0]]), torch.cat([fit_labels, copies[1]]))
-
-    record["arms"]["classical"] = accuracy(fit_b(images, labels), test_images, test_labels)
-    print(f"  (a) {record['arms']['real']:.2%}  (b) {record['arms']['classical']:.2%}", flush=True)
-
-    threshold, threshold_trials = choose_threshold((images, labels), pool, fit_b, predict, accuracy, seed)
-    classifier, predicted, kept = self_train((images, labels), pool, fit_b, predict, threshold)
-    record["self_training"] = {
-        "threshold": threshold,
-        "trials": threshold_trials,
-        "kept": float(kept.float().mean()),
-        "kept_right": float((predicted[kept] == truth[kept]).float().mean()) if kept.any() else None,
-    }
-    record["arms"]["self_training"] = accuracy(classifier, test_images, test_labels)
-    print(f"  (s) {record['arms']['self_training']:.2%} (threshold {threshold})", flush=True)
-
     if gan_file is None:
         gan_file = train_gan(args.case, args.labels, seed, args.gan_batches, args.data_dir, work)
     discriminator = load_classifier(gan_file)
-    gan_labels, gan_confidence = discriminator.label(pool)
+    gan_labels = discriminator.label(pool)[0]
     record["discriminator"] = float((discriminator.label(test_images)[0] == test_labels).float().mean())
     record["pool_gan_right"] = float((gan_labels == truth).float().mean())
-    record["arms"]["pool_gan"] = accuracy(
-        fit_b(torch.cat([images, pool]), torch.cat([labels, gan_labels])), test_images, test_labels
+    record.update(
+        pool_arms(
+            (images, labels),
+            pool,
+            (test_images, test_labels),
+            copies,
+            gan_labels,
+            fit,
+            predict,
+            accuracy,
+            seed,
+            truth,
+            say=lambda message: print(f"  {message}", flush=True),
+        )
     )
-    record["arms"]["pool_oracle"] = accuracy(
-        fit_b(torch.cat([images, pool]), torch.cat([labels, truth])), test_images, test_labels
-    )
+    print(f"  the discriminator: {record['discriminator']:.2%}", flush=True)
     record["seconds"] = time.perf_counter() - started
-    print(
-        f"  (p) {record['arms']['pool_gan']:.2%}  (t) {record['arms']['pool_oracle']:.2%}  "
-        f"D {record['discriminator']:.2%}",
-        flush=True,
-    )
     record_file.write_text(json.dumps(record, indent=1) + "\n")
     return record
 

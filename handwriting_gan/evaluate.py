@@ -122,7 +122,9 @@ def evaluate_run(
         from handwriting_gan.models.classifier_file import load_classifier
 
         test_images, test_labels = datamodule.split(train=False)
-        values["discriminator_classifier"] = load_classifier(run.classifier_file).score(test_images, test_labels)
+        values["discriminator_classifier"] = load_classifier(run.classifier_file).score(
+            test_images, test_labels
+        )
     return values
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_expand import draw_letters
+from test_expand import TINY, draw_letters
 
 import handwriting_gan.expand.pool as pool_step
 from handwriting_gan.errors import ConfigError, DataError
@@ -161,3 +161,20 @@ def test_an_interrupted_expansion_continues_from_the_gans_checkpoint(folders, tm
     assert "Continuing the expansion stored in" in console and "from its checkpoint" in console
     assert "epoch 3 of 6" in console and "epoch 1 of 6" not in console
     assert (tmp_path / "out" / "export.json").is_file() and not (tmp_path / "out.partial").exists()
+
+
+def test_measure_true_compares_the_gans_labels_with_self_training_on_held_out_images(folders, tmp_path):
+    labelled, pool = folders
+    labelled = draw_letters(tmp_path / "labelled_6", per_class=6, junk=False)
+    tiny = {key: TINY[key] for key in ("seeds", "arm_classifier", "classical_search", "classifier")}
+    result = expand(labelled, pool, tmp_path / "out", measure=True, **tiny)
+    report = result["report"]
+    assert set(report["arms"]) == {"real", "classical", "self_training", "pool_gan", "discriminator"}
+    assert report["seeds"] == [0, 1] and report["held_out_images"][0] == 6  # a quarter of 6, per class
+    assert len(report["gain"]["over_self_training"]["per_seed"]) == 2
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "(s) (b) + the pool labelled by self-training" in text and report["sentence"] in text
+    record = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert record["measurement"]["sentence"] == report["sentence"]
+    # One GAN per seed trained without its held-out images, and the expansion's own GAN: all removed.
+    assert not (tmp_path / "out.partial").exists()

@@ -94,3 +94,42 @@ def choose_threshold(
         )
     best = max(trials, key=lambda trial: (trial["validation_acc"], trial["threshold"]))
     return best["threshold"], trials
+
+
+def pool_arms(
+    labelled: tuple[torch.Tensor, torch.Tensor],
+    pool: torch.Tensor,
+    test: tuple[torch.Tensor, torch.Tensor],
+    classical: tuple[torch.Tensor, torch.Tensor],
+    gan_labels: torch.Tensor,
+    fit: Fit,
+    predict: Predict,
+    score: Callable[[object, torch.Tensor, torch.Tensor], float],
+    seed: int,
+    truth: torch.Tensor | None = None,
+    say: Callable[[str], None] = lambda message: None,
+) -> dict:
+    """Every arm's accuracy on `test`: (a) the labelled images, (b) + `classical` (their tuned classical
+    copies), (s) (b) + the pool labelled by self-training, (p) (b) + the pool with `gan_labels`, and, given
+    the pool's `truth`, (t) (b) + the pool with its true labels. Returns {"arms": {key: accuracy},
+    "self_training": its threshold, trials and how much of the pool it kept (and how much of that was
+    right, given `truth`)}."""
+    images, labels = labelled
+
+    def fit_b(fit_images, fit_labels):  # (b)'s copies under every pool arm
+        return fit(torch.cat([fit_images, classical[0]]), torch.cat([fit_labels, classical[1]]))
+
+    arms = {"real": score(fit(images, labels), *test), "classical": score(fit_b(images, labels), *test)}
+    say(f"(a) {arms['real']:.1%}, (b) {arms['classical']:.1%}")
+    threshold, trials = choose_threshold(labelled, pool, fit_b, predict, score, seed)
+    classifier, predicted, kept = self_train(labelled, pool, fit_b, predict, threshold)
+    arms["self_training"] = score(classifier, *test)
+    info = {"threshold": threshold, "trials": trials, "kept": float(kept.float().mean())}
+    if truth is not None and kept.any():
+        info["kept_right"] = float((predicted[kept] == truth[kept]).float().mean())
+    say(f"(s) {arms['self_training']:.1%} (threshold {threshold})")
+    arms["pool_gan"] = score(fit_b(torch.cat([images, pool]), torch.cat([labels, gan_labels])), *test)
+    if truth is not None:
+        arms["pool_oracle"] = score(fit_b(torch.cat([images, pool]), torch.cat([labels, truth])), *test)
+    say(f"(p) {arms['pool_gan']:.1%}" + (f", (t) {arms['pool_oracle']:.1%}" if truth is not None else ""))
+    return {"arms": arms, "self_training": info}

@@ -11,6 +11,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,18 @@ from omegaconf import DictConfig
 from handwriting_gan.augmenter import Augmenter, augmenter_file
 from handwriting_gan.data.exports import EXPORT_FILE, check_target, partial_folder
 from handwriting_gan.errors import ConfigError, DataError
-from handwriting_gan.expand.measure import measure_seed, steps_of, stream_seed
+from handwriting_gan.expand.measure import measure_pool_seed, measure_seed, steps_of, stream_seed
 from handwriting_gan.expand.progress import Progress, duration
-from handwriting_gan.expand.report import REPORT_JSON, REPORT_MD, markdown, summarize
+from handwriting_gan.expand.report import (
+    REPORT_JSON,
+    REPORT_MD,
+    markdown,
+    pool_markdown,
+    pool_summary,
+    summarize,
+)
 from handwriting_gan.expand.settings import Plan, check_plan, expand_config
-from handwriting_gan.expand.store import WorkFolder
+from handwriting_gan.expand.store import MEASURE_FOLDER, WorkFolder
 from handwriting_gan.expand.writing import (
     REVIEW_FILE,
     SAMPLES_FILE,
@@ -266,6 +274,7 @@ def write_folder(
     sheets: dict[str, Any],
     pool_files: tuple[str, ...] = (),
     copies: dict[str, Path] | None = None,
+    render: Callable[[dict[str, Any]], str] = markdown,
 ) -> None:
     """`out`, whole: the dataset, the `sheets` (file name -> picture), `copies` (file name -> file), the
     report and, last, export.json (`record`), written into a temporary sibling renamed into place (the
@@ -280,7 +289,7 @@ def write_folder(
         for name, file in (copies or {}).items():
             shutil.copyfile(file, partial / name)
         if summary is not None:
-            (partial / REPORT_MD).write_text(markdown(summary))
+            (partial / REPORT_MD).write_text(render(summary))
             (partial / REPORT_JSON).write_text(json.dumps(summary, indent=2) + "\n")
         (partial / EXPORT_FILE).write_text(json.dumps(record, indent=1) + "\n")  # last: what marks it whole
         progress.advance()
@@ -289,7 +298,7 @@ def write_folder(
 def run_with_pool(plan: Plan) -> dict[str, Any]:
     """Expand with a pool of unlabelled images: the semi-supervised GAN labels it (expand/pool.py), and
     `out` holds the labelled images, then the pool's with their predicted labels and confidences."""
-    from handwriting_gan.expand.pool import label_pool, read_pool, train_gan
+    from handwriting_gan.expand.pool import GAN_FOLDER, label_pool, read_pool, train_gan
 
     started = time.perf_counter()
     say(
@@ -299,11 +308,6 @@ def run_with_pool(plan: Plan) -> dict[str, Any]:
     check_target(plan.out, plan.path, plan.overwrite)
     folder = Folder.read(plan)
     check_label_bytes(plan, folder)
-    if plan.measure is True:
-        raise ConfigError(
-            "measure=true with unlabeled= is not available in expand yet: the study measures the pool's arms "
-            "(docs/guide/expand.md). Pass measure=false (or leave measure=auto) to expand with the pool."
-        )
     datamodule = plan.datamodule()
     pool = read_pool(datamodule)
     counts = folder.counts
@@ -317,21 +321,29 @@ def run_with_pool(plan: Plan) -> dict[str, Any]:
             f"The pool ({len(pool.images)} images) is smaller than the labelled set ({len(folder.labels)}): "
             f"the GAN learns little from it; more unlabelled images are what this step needs."
         )
+    # With a pool the measurement trains a GAN per seed: it runs when asked for, not by default.
+    measuring = plan.measure is True and plan.measures(counts, folder.class_names)
     if plan.measure == "auto":
-        say("Not measuring: with a pool, the study measures the arms (docs/guide/expand.md).")
+        say(
+            "Not measuring: with a pool, measuring trains one more GAN per seed; pass measure=true to "
+            "compare the GAN's labels with self-training on held-out images of your folder."
+        )
     work = WorkFolder(
         plan.work,
         {
             **plan.identity(),
             "images": f"{len(folder.labels)} images, listing and preprocessing {folder.digest}",
             "pool_images": len(pool.images),
+            "measure": measuring,
         },
     )
     if work.open():
         say(f"Continuing the expansion stored in {plan.work}")
     try:
-        classifier_file = train_gan(plan, work.path, len(folder.labels), len(pool.images))
+        records = measure_pool_all(plan, len(pool.images), work) if measuring else None
+        classifier_file = train_gan(plan, work.path / GAN_FOLDER, len(folder.labels), len(pool.images))
         predicted = label_pool(classifier_file, pool, work.path, plan.device)
+        summary = pool_summary(records, plan.path, len(counts)) if records else None
         keep = predicted.confidence >= plan.min_confidence
         expanded = Expanded.with_pool(
             (folder.images, folder.labels),
@@ -352,11 +364,11 @@ def run_with_pool(plan: Plan) -> dict[str, Any]:
             augmenter=None,
             settings={
                 **{key: value for key, value in plan.identity().items() if key != "path"},
-                "measure": False,
+                "measure": measuring,
                 "format": plan.format,
                 "min_confidence": plan.min_confidence,
             },
-            measurement=None,
+            measurement=None if summary is None else {"sentence": summary["sentence"], "report": REPORT_JSON},
             pool={
                 "folder": str(plan.unlabeled.resolve()),
                 "files": len(pool.files),
@@ -372,7 +384,7 @@ def run_with_pool(plan: Plan) -> dict[str, Any]:
         # The classifier that labelled the pool goes with it: it labels more images from Python
         # (handwriting_gan.models.classifier_file.load_classifier) and evaluate-style scripts score it.
         copies = {CLASSIFIER_FILE: classifier_file}
-        write_folder(plan, folder, expanded, record, None, sheets, pool.files, copies)
+        write_folder(plan, folder, expanded, record, summary, sheets, pool.files, copies, pool_markdown)
     except KeyboardInterrupt:
         say(f"Stopped. Run the same command again to continue from the steps kept in {plan.work}.")
         raise
@@ -392,9 +404,26 @@ def run_with_pool(plan: Plan) -> dict[str, Any]:
         "num_synthetic": 0,
         "class_counts": expanded.class_counts(folder.class_names),
         "skipped": len(folder.skipped),
-        "report": None,
+        "report": summary,
         "seconds": seconds,
     }
+
+
+def measure_pool_all(plan: Plan, pool_images: int, work: WorkFolder) -> list[dict]:
+    """Every seed of the pool's measurement, each stored in `work` when finished (its GAN continued from
+    its checkpoint)."""
+    records = []
+    for seed in range(plan.seeds):
+        record = work.seed_record(seed)
+        if "discriminator" not in record:
+            say(
+                f"Measuring, seed {seed + 1} of {plan.seeds}: (a), (b), self-training (s), the GAN's "
+                f"labels (p)"
+            )
+            record = measure_pool_seed(plan, seed, work.path / MEASURE_FOLDER, record)
+            work.save_seed(record)
+        records.append(record)
+    return records
 
 
 def measure_all(

@@ -1,7 +1,9 @@
 """The measurement: does the expansion help a classifier on the user's own images? Per seed, a held-out
 part of each class tests the classifier trained on the rest in the study's arms (a) real, (b) + tuned
 classical augmentation and (g) + (b)'s copies + the augmenter's variations, each with the study's own
-pieces (augment/classical.py's copies and search, metrics/classifier.py's fit_for_steps)."""
+pieces (augment/classical.py's copies and search, metrics/classifier.py's fit_for_steps). With a pool,
+the arms are (a), (b), (s) the pool labelled by self-training and (p) by the semi-supervised GAN, trained
+per seed without the held-out images (augment/pool.py), and the GAN's discriminator itself."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import torch
 from handwriting_gan.augment.arms import BY_KEY
 from handwriting_gan.augment.classical import Classical, classical_copies, tune
 from handwriting_gan.expand.settings import MIN_HELD_OUT, MIN_TRAIN, Plan
-from handwriting_gan.metrics.classifier import accuracy, fit_for_steps
+from handwriting_gan.metrics.classifier import accuracy, fit_for_steps, predict
 
 if TYPE_CHECKING:
     from handwriting_gan.augmenter import Augmenter
@@ -119,4 +121,59 @@ def measure_seed(
         record["arms"][arm.key] = {"test_acc": score, "images": len(fit_images), "epochs": epochs}
         save(record)
         advance(f"{arm.title}: {100 * score:.1f}% on the held-out images")
+    return record
+
+
+def measure_pool_seed(plan: Plan, seed: int, folder, record: dict[str, Any]) -> dict[str, Any]:
+    """Seed `seed` of the pool's measurement: the folder dataset holds `held_out_fraction` of each class
+    out (drawn by the seed); the GAN (in `folder`/ssgan_seed_<seed>) and every arm train on the rest and
+    the pool, and are tested on the held-out images."""
+    from handwriting_gan.augment.pool import pool_arms
+    from handwriting_gan.expand.pool import train_gan
+    from handwriting_gan.models.classifier_file import load_classifier
+    from handwriting_gan.shell import say
+
+    datamodule = plan.datamodule(plan.held_out_fraction, seed)
+    train_images, train_labels = datamodule.split(train=True)
+    test = datamodule.split(train=False)
+    pool = datamodule.label_split().unlabelled
+    num_classes = datamodule.num_classes
+
+    def fit(fit_images, fit_labels, steps=plan.steps):
+        return fit_for_steps(fit_images, fit_labels, num_classes, plan.classifier, steps, seed, plan.device)[
+            0
+        ]
+
+    best, trials = tune(train_images, train_labels, num_classes, plan.search, 10, fit, accuracy, seed)
+    copies = classical_copies(train_images, train_labels, best.transform(), best.copies, seed)
+    gan = train_gan(
+        plan,
+        folder / f"ssgan_seed_{seed}",
+        len(train_labels),
+        len(pool),
+        seed=seed,
+        held_out=plan.held_out_fraction,
+    )
+    discriminator = load_classifier(gan)
+    gan_labels = discriminator.label(pool)[0]
+    measured = pool_arms(
+        (train_images, train_labels),
+        pool,
+        test,
+        copies,
+        gan_labels,
+        fit,
+        predict,
+        accuracy,
+        seed,
+        say=lambda message: say(f"  {message}"),
+    )
+    record.update(
+        measured,
+        held_out=len(test[1]),
+        train=len(train_labels),
+        classical_choice={"setting": best.as_dict(), "trials": trials},
+        discriminator=float((discriminator.label(test[0])[0] == test[1]).float().mean()),
+    )
+    say(f"  the GAN's discriminator: {record['discriminator']:.1%} on the held-out images")
     return record

@@ -49,9 +49,13 @@ def read_pool(datamodule) -> Pool:
     return Pool(split.unlabelled, split.source_index, datamodule.pool_files())
 
 
-def gan_overrides(plan, labelled_images: int, pool_images: int) -> list[str]:
+def gan_overrides(
+    plan, labelled_images: int, pool_images: int, seed: int | None = None, held_out: float = 0.0
+) -> list[str]:
     """The training config of the pool's GAN: model=ssgan_mlp on the folder and its pool, as long as
-    `pool_gan.batches` batches (whole epochs: an epoch is one pass over the larger of the two sets)."""
+    `pool_gan.batches` batches (whole epochs: an epoch is one pass over the larger of the two sets). With
+    `held_out`, the folder dataset holds that part of each class out (drawn by `seed`, as the
+    measurement's arms draw it), and the GAN never sees it."""
     batch = min(plan.pool_gan["batch_size"], max(labelled_images, pool_images))
     per_epoch = max(labelled_images, pool_images) // batch
     epochs = max(1, math.ceil(plan.pool_gan["batches"] / per_epoch))
@@ -62,11 +66,11 @@ def gan_overrides(plan, labelled_images: int, pool_images: int) -> list[str]:
         "dataset=folder",
         f"dataset.path={plan.path.resolve()}",
         f"dataset.unlabeled={plan.unlabeled.resolve()}",
-        "dataset.test_fraction=0",
+        f"dataset.test_fraction={held_out}",
         f"dataset.batch_size={batch}",
         *dataset,
         f"paths.cache_dir={plan.cache_dir.resolve()}",
-        f"seed={plan.seed}",
+        f"seed={plan.seed if seed is None else seed}",
         f"trainer.max_epochs={epochs}",
         f"model.lr_decay_epochs={decay}",
         "trainer.enable_progress_bar=false",
@@ -101,19 +105,21 @@ class _EpochReport(L.Callback):
         self.first = trainer.current_epoch  # a resumed run's time left counts only this run's epochs
 
 
-def train_gan(plan, work: Path, labelled_images: int, pool_images: int) -> Path:
-    """The pool's GAN, trained in `work/ssgan` (continued from its checkpoint when one is there); returns
-    its classifier.pt."""
+def train_gan(
+    plan, folder: Path, labelled_images: int, pool_images: int, seed: int | None = None, held_out: float = 0.0
+) -> Path:
+    """The pool's GAN, trained in the run folder `folder` (continued from its checkpoint when one is
+    there; `seed` and `held_out` as gan_overrides takes them); returns its classifier.pt."""
     from omegaconf import OmegaConf
 
     from handwriting_gan.assembly import build
     from handwriting_gan.config import compose_config
     from handwriting_gan.models.classifier_file import save_classifier
 
-    run = RunFolder(work / GAN_FOLDER)
+    run = RunFolder(folder)
     if run.classifier_file.is_file():
         return run.classifier_file
-    cfg = compose_config(gan_overrides(plan, labelled_images, pool_images), run_dir=run.path)
+    cfg = compose_config(gan_overrides(plan, labelled_images, pool_images, seed, held_out), run_dir=run.path)
     resume = run.checkpoint.is_file()
     if not resume:
         run.hydra_dir.mkdir(parents=True, exist_ok=True)

@@ -100,3 +100,85 @@ def _mean_std(values: dict[str, Any], scale: float, sign: str = "") -> str:
     mean, std = values["mean"], values["std"]
     text = f"{scale * mean:{sign}.1f}" + ("%" if scale == 100 else "")
     return text if std is None else f"{text} ± {scale * std:.1f}"
+
+
+#: The pool's measurement, in the report's order: each arm's key and title, then the discriminator.
+POOL_ARMS = (
+    ("real", "(a) labelled only"),
+    ("classical", "(b) + tuned classical aug."),
+    ("self_training", "(s) (b) + the pool labelled by self-training"),
+    ("pool_gan", "(p) (b) + the pool labelled by the semi-supervised GAN"),
+)
+
+
+def pool_summary(records: Sequence[dict[str, Any]], path: Path, classes: int) -> dict[str, Any]:
+    """report.json's content for the pool's measurement (measure.measure_pool_seed's records)."""
+    arms = {}
+    for key, title in POOL_ARMS:
+        values = [record["arms"][key] for record in records]
+        mean, std = mean_std(values)
+        arms[key] = {"title": title, "test_acc": values, "mean": mean, "std": std}
+    values = [record["discriminator"] for record in records]
+    mean, std = mean_std(values)
+    arms["discriminator"] = {
+        "title": "the GAN's discriminator itself",
+        "test_acc": values,
+        "mean": mean,
+        "std": std,
+    }
+    gains = {
+        name: [100 * (r["arms"]["pool_gan"] - r["arms"][other]) for r in records]
+        for name, other in (("over_self_training", "self_training"), ("over_classical", "classical"))
+    }
+    return {
+        "folder": str(path.resolve()),
+        "classes": classes,
+        "seeds": [int(record["seed"]) for record in records],
+        "held_out_images": [record["held_out"] for record in records],
+        "training_images": [record["train"] for record in records],
+        "self_training": [record["self_training"] for record in records],
+        "arms": arms,
+        "gain": {
+            name: {"per_seed": g, "mean": mean_std(g)[0], "std": mean_std(g)[1]} for name, g in gains.items()
+        },
+        "sentence": pool_verdict(records),
+    }
+
+
+def pool_verdict(records: Sequence[dict[str, Any]]) -> str:
+    """One sentence: which arm scored best on average, and the GAN's labels (p) against self-training (s)
+    and (b), in points, with how many seeds (p) beat (s)."""
+    means = {key: mean_std([r["arms"][key] for r in records])[0] for key, _ in POOL_ARMS}
+    best = max(means, key=means.get)
+    over_s = 100 * (means["pool_gan"] - means["self_training"])
+    over_b = 100 * (means["pool_gan"] - means["classical"])
+    wins = sum(1 for r in records if r["arms"]["pool_gan"] > r["arms"]["self_training"])
+    title = dict(POOL_ARMS)[best]
+    return (
+        f"Best on this data: {title} ({100 * means[best]:.1f}% on the held-out images). The pool "
+        f"labelled by the semi-supervised GAN scored {over_s:+.1f} points against self-training and "
+        f"{over_b:+.1f} against (b) alone, and beat self-training in {wins} of {len(records)} seeds."
+    )
+
+
+def pool_markdown(summary: dict[str, Any]) -> str:
+    """report.md of the pool's measurement: the table and the sentence."""
+    seeds = summary["seeds"]
+    lines = [
+        f"# Labelling the pool: {summary['folder']}",
+        "",
+        f"{summary['classes']} classes. Each seed holds out part of every class "
+        f"({summary['held_out_images'][0]} images for seed {seeds[0]}); the GAN and every arm learn from "
+        f"the rest ({summary['training_images'][0]} images) and the pool. Accuracy on the held-out images:",
+        "",
+        "| arm | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean ± std |",
+        "| --- |" + " ---: |" * (len(seeds) + 1),
+    ]
+    for values in summary["arms"].values():
+        cells = [f"{100 * value:.1f}%" for value in values["test_acc"]]
+        lines.append(f"| {values['title']} | " + " | ".join(cells) + f" | {_mean_std(values, 100)} |")
+    for name, label in (("over_self_training", "(p) − (s)"), ("over_classical", "(p) − (b)")):
+        gain = summary["gain"][name]
+        cells = [f"{value:+.1f}" for value in gain["per_seed"]]
+        lines.append(f"| {label}, points | " + " | ".join(cells) + f" | {_mean_std(gain, 1, '+')} |")
+    return "\n".join([*lines, "", summary["sentence"], ""])

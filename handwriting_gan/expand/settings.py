@@ -73,18 +73,20 @@ class Plan:
         size = int(self.dataset["image_size"])
         return (1, size, size)
 
-    def datamodule(self) -> FolderDataModule:
-        """The folder as the folder dataset reads it, every image in its training split (the measurement
-        draws its own held-out parts)."""
+    def datamodule(self, held_out: float = 0.0, seed: int = 0) -> FolderDataModule:
+        """The folder as the folder dataset reads it, every image in its training split (the augmenter's
+        measurement draws its own held-out parts), or with `held_out` of each class as its test split,
+        drawn by `seed` (the pool's measurement, whose GAN must not see them either)."""
         from handwriting_gan.data.folder import FolderDataModule
 
         return FolderDataModule(
             path=str(self.path),
             cache_dir=str(self.cache_dir),
             unlabeled=None if self.unlabeled is None else str(self.unlabeled),
-            test_fraction=0.0,
+            test_fraction=held_out,
             batch_size=64,
             sample_grid=8,
+            seed=seed,
             **self.dataset,
         )
 

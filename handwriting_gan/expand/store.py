@@ -6,6 +6,9 @@ kept until `out` is complete so that the same command run again continues where 
     measure/seed_<s>.json seed s of the measurement: its tuned classical setting and each arm's accuracy,
                           stored as each is finished
     synthetic.pt          the augmenter's images for the expanded dataset, their labels and sources
+    ssgan/                with a pool: the semi-supervised GAN's run folder (continued from its checkpoint)
+    pool_labels.pt        with a pool: every pool image's label and confidence
+    measure/ssgan_seed_<s>/  with a pool and measure=true: seed s's GAN, trained without its held-out part
 """
 
 from __future__ import annotations

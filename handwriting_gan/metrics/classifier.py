@@ -167,6 +167,21 @@ def accuracy(classifier: DomainClassifier, images: torch.Tensor, labels: torch.T
     return float((predictions.cpu() == labels.cpu()).double().mean())
 
 
+def predict(classifier: DomainClassifier, images: torch.Tensor, batch_size: int = 2000):
+    """(labels, confidence: the softmax probability of each label) of uint8 images, on the CPU."""
+    classifier.eval()
+    device = next(classifier.parameters()).device
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            batch = to_signed_unit(images[start : start + batch_size].to(device))
+            parts.append(torch.softmax(classifier(batch), dim=1).cpu())
+    confidence, labels = (
+        torch.cat(parts).max(dim=1) if parts else (torch.zeros(0), torch.zeros(0, dtype=torch.int64))
+    )
+    return labels, confidence
+
+
 def shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
     """Each image translated by its own random whole-pixel offset in [-max_shift, max_shift]^2."""
     n, _, height, width = images.shape

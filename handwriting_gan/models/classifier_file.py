@@ -60,7 +60,6 @@ class ImageClassifier:
         confidence, labels = probabilities.max(dim=1)
         return labels, confidence
 
-
     def score(self, images: torch.Tensor, labels: torch.Tensor) -> dict:
         """Accuracy and error on labelled `images`, and the accuracy of each class that has images (by
         class name): what `evaluate` reports on the test split."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from handwriting_gan.augment.pool import POOL_ARMS, choose_threshold, self_train
+from handwriting_gan.augment.pool import POOL_ARMS, choose_threshold, pool_arms, self_train
 
 
 class Centroids:
@@ -69,3 +69,25 @@ def test_the_threshold_is_chosen_on_the_labelled_images_only():
 def test_the_pool_arms_are_listed_once_with_the_oracle_last():
     assert [arm.letter for arm in POOL_ARMS] == ["s", "p", "t"]
     assert "oracle" in POOL_ARMS[-1].name and POOL_ARMS[-1].title.startswith("(t)")
+
+
+def test_the_pool_arms_train_on_what_each_adds():
+    images, labels = two_clusters(10, 4)
+    pool, truth = two_clusters(60, 5)
+    test = two_clusters(40, 6)
+    copies = (images + 0.1, labels)
+    sizes = []
+
+    def counting_fit(fit_images, fit_labels):
+        sizes.append(len(fit_labels))
+        return fit(fit_images, fit_labels)
+
+    wrong = 1 - truth  # a GAN that labels every pool image wrongly
+    record = pool_arms((images, labels), pool, test, copies, wrong, counting_fit, predict, score, 0, truth)
+    assert set(record["arms"]) == {"real", "classical", "self_training", "pool_gan", "pool_oracle"}
+    assert sizes[:2] == [10, 20]  # (a) the labelled images; (b) with their copies
+    assert sizes[-2:] == [80, 80]  # (p) and (t): labelled, copies and the whole pool
+    assert record["arms"]["pool_oracle"] > 0.9 > record["arms"]["pool_gan"]
+    assert record["self_training"]["kept_right"] > 0.9
+    without_truth = pool_arms((images, labels), pool, test, copies, wrong, fit, predict, score, 0)
+    assert "pool_oracle" not in without_truth["arms"] and "kept_right" not in without_truth["self_training"]
