@@ -231,13 +231,10 @@ def write_out(
     """`out`, whole: the dataset, samples.png, the report and, last, export.json, written into a
     temporary sibling renamed into place (the export command's partial_folder)."""
     generator_file = augmenter_file(plan.augmenter)
-    record = manifest(
-        fmt=plan.format,
-        source_folder=plan.path,
-        class_names=folder.class_names,
-        expanded=expanded,
-        originals=folder.originals,
-        skipped=folder.skipped,
+    record = folder_manifest(
+        plan,
+        folder,
+        expanded,
         augmenter={
             **augmenter.describe(),
             "file": str(generator_file.resolve()),
@@ -263,6 +260,19 @@ def write_out(
         SAMPLES_FILE: samples_sheet(expanded, folder.class_names, plan.shown_real, plan.shown_variations)
     }
     write_folder(plan, folder, expanded, record, summary, sheets)
+
+
+def folder_manifest(plan: Plan, folder: Folder, expanded: Expanded, **provenance: Any) -> dict[str, Any]:
+    """export.json of an expansion of `folder`: writing.manifest with what every expansion records."""
+    return manifest(
+        fmt=plan.format,
+        source_folder=plan.path,
+        class_names=folder.class_names,
+        expanded=expanded,
+        originals=folder.originals,
+        skipped=folder.skipped,
+        **provenance,
+    )
 
 
 def write_folder(
@@ -354,13 +364,10 @@ def run_with_pool(plan: Plan) -> dict[str, Any]:
                 f"Kept {int(keep.sum())} of {len(keep)} pool images labelled with confidence >= "
                 f"{plan.min_confidence}"
             )
-        record = manifest(
-            fmt=plan.format,
-            source_folder=plan.path,
-            class_names=folder.class_names,
-            expanded=expanded,
-            originals=folder.originals,
-            skipped=folder.skipped,
+        record = folder_manifest(
+            plan,
+            folder,
+            expanded,
             augmenter=None,
             settings={
                 **{key: value for key, value in plan.identity().items() if key != "path"},

@@ -84,16 +84,25 @@ def markdown(summary: dict[str, Any]) -> str:
         f"{summary['variations_per_image']} of the augmenter's images per real one to (b)'s copies. "
         f"Accuracy on the held-out images:",
         "",
+    ]
+    lines += _arm_rows(summary)
+    gain = summary["gain"]
+    cells = [f"{value:+.1f}" for value in gain["per_seed"]]
+    lines.append("| gain (g) − (b), points | " + " | ".join(cells) + f" | {_mean_std(gain, 1, '+')} |")
+    return "\n".join([*lines, "", summary["sentence"], ""])
+
+
+def _arm_rows(summary: dict[str, Any]) -> list[str]:
+    """The table's header and a row per arm: its accuracy per seed, then mean ± std."""
+    seeds = summary["seeds"]
+    rows = [
         "| arm | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean ± std |",
         "| --- |" + " ---: |" * (len(seeds) + 1),
     ]
     for values in summary["arms"].values():
         cells = [f"{100 * value:.1f}%" for value in values["test_acc"]]
-        lines.append(f"| {values['title']} | " + " | ".join(cells) + f" | {_mean_std(values, 100)} |")
-    gain = summary["gain"]
-    cells = [f"{value:+.1f}" for value in gain["per_seed"]]
-    lines.append("| gain (g) − (b), points | " + " | ".join(cells) + f" | {_mean_std(gain, 1, '+')} |")
-    return "\n".join([*lines, "", summary["sentence"], ""])
+        rows.append(f"| {values['title']} | " + " | ".join(cells) + f" | {_mean_std(values, 100)} |")
+    return rows
 
 
 def _mean_std(values: dict[str, Any], scale: float, sign: str = "") -> str:
@@ -171,12 +180,8 @@ def pool_markdown(summary: dict[str, Any]) -> str:
         f"({summary['held_out_images'][0]} images for seed {seeds[0]}); the GAN and every arm learn from "
         f"the rest ({summary['training_images'][0]} images) and the pool. Accuracy on the held-out images:",
         "",
-        "| arm | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean ± std |",
-        "| --- |" + " ---: |" * (len(seeds) + 1),
     ]
-    for values in summary["arms"].values():
-        cells = [f"{100 * value:.1f}%" for value in values["test_acc"]]
-        lines.append(f"| {values['title']} | " + " | ".join(cells) + f" | {_mean_std(values, 100)} |")
+    lines += _arm_rows(summary)
     for name, label in (("over_self_training", "(p) − (s)"), ("over_classical", "(p) − (b)")):
         gain = summary["gain"][name]
         cells = [f"{value:+.1f}" for value in gain["per_seed"]]

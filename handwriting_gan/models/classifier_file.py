@@ -15,10 +15,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from handwriting_gan import __version__
-from handwriting_gan.config import instantiate
-from handwriting_gan.errors import CheckpointError
 from handwriting_gan.files import atomic_path
 from handwriting_gan.models.contract import ClassifyingDiscriminator
+from handwriting_gan.models.generator_file import read_network_file
 
 FORMAT = "handwriting_gan.classifier"
 FORMAT_VERSION = 1
@@ -104,30 +103,7 @@ def save_classifier(
 
 def load_classifier(path: str | Path) -> ImageClassifier:
     """The classifier stored at `path`, in eval mode on the CPU; CheckpointError naming the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"Classifier file {path} does not exist; a finished run of model=ssgan_mlp leaves one."
-        )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"Classifier file {path} cannot be read ({type(exc).__name__}); it is truncated or not a file "
-            f"written by handwriting_gan."
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a handwriting_gan classifier file.")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has classifier format version {payload.get('format_version')}; this handwriting_gan "
-            f"({__version__}) reads version {FORMAT_VERSION}."
-        )
-    network = instantiate(payload["config"])
-    try:
-        network.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"The weights in {path} do not fit the network its config describes: {str(exc).splitlines()[0]}"
-        ) from None
-    return ImageClassifier(network.eval(), tuple(payload["class_names"]))
+    network, metadata = read_network_file(
+        path, FORMAT, FORMAT_VERSION, "classifier", missing="a finished run of model=ssgan_mlp leaves one."
+    )
+    return ImageClassifier(network, tuple(metadata["class_names"]))

@@ -44,30 +44,46 @@ def save_generator(
 
 def load_generator(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the generator stored at `path`; returns (generator in eval mode, the file's metadata)."""
+    return read_network_file(
+        path,
+        FORMAT,
+        FORMAT_VERSION,
+        "generator",
+        missing="a finished run leaves one.",
+        unreadable="Re-export it from the run's checkpoints/last.ckpt.",
+    )
+
+
+def read_network_file(
+    path: str | Path, fmt: str, version: int, kind: str, missing: str, unreadable: str = ""
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The network a file of format `fmt` (a generator.pt or a classifier.pt) stores, rebuilt from its
+    config in eval mode, and the file's other entries; CheckpointError naming the problem, with `missing`
+    and `unreadable` saying what to do."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"Generator file {path} does not exist; a finished run leaves one.")
+        raise CheckpointError(f"{kind.capitalize()} file {path} does not exist; {missing}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(
-            f"Generator file {path} cannot be read ({type(exc).__name__}); it is truncated or not a "
-            f"file written by handwriting_gan. Re-export it from the run's checkpoints/last.ckpt."
+            f"{kind.capitalize()} file {path} cannot be read ({type(exc).__name__}); it is truncated or "
+            f"not a file written by handwriting_gan.{' ' + unreadable if unreadable else ''}"
         ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a handwriting_gan generator file.")
-    if payload.get("format_version") != FORMAT_VERSION:
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a handwriting_gan {kind} file.")
+    if payload.get("format_version") != version:
         raise CheckpointError(
-            f"{path} has generator format version {payload.get('format_version')}; this "
-            f"handwriting_gan ({__version__}) reads version {FORMAT_VERSION}."
+            f"{path} has {kind} format version {payload.get('format_version')}; this "
+            f"handwriting_gan ({__version__}) reads version {version}."
         )
-    generator = instantiate(payload["config"])
+    network = instantiate(payload["config"])
     try:
-        generator.load_state_dict(payload["state_dict"])
+        network.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
         first_line = str(exc).strip().splitlines()[1:2] or [str(exc)]
         raise CheckpointError(
-            f"The weights in {path} do not fit the generator its config describes: {first_line[0].strip()}"
+            f"The weights in {path} do not fit the {kind} its config describes: {first_line[0].strip()}"
         ) from None
     metadata = {k: v for k, v in payload.items() if k != "state_dict"}
-    return generator.eval(), metadata
+    return network.eval(), metadata

@@ -117,3 +117,21 @@ def test_the_learning_rate_falls_to_zero_over_the_last_epochs(tmp_path):
 def test_settings_that_cannot_work_are_refused(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         build(compose_config(overrides, run_dir=tmp_path))
+
+
+def test_a_classifier_file_that_cannot_be_used_says_why(tmp_path):
+    from handwriting_gan.errors import CheckpointError
+    from handwriting_gan.models.generator_file import save_generator
+    from handwriting_gan.models.ssgan import SSGANGenerator
+
+    with pytest.raises(CheckpointError, match="does not exist; a finished run of model=ssgan_mlp"):
+        load_classifier(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a file of weights")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_classifier(tmp_path / "junk.pt")
+    generator = SSGANGenerator(8, [16], [1, 28, 28])
+    save_generator(
+        tmp_path / "generator.pt", generator, {"_target_": "handwriting_gan.models.ssgan.SSGANGenerator"}
+    )
+    with pytest.raises(CheckpointError, match="is not a handwriting_gan classifier file"):
+        load_classifier(tmp_path / "generator.pt")
