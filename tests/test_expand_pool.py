@@ -178,3 +178,16 @@ def test_measure_true_compares_the_gans_labels_with_self_training_on_held_out_im
     assert record["measurement"]["sentence"] == report["sentence"]
     # One GAN per seed trained without its held-out images, and the expansion's own GAN: all removed.
     assert not (tmp_path / "out.partial").exists()
+
+
+def test_pool_labels_self_training_labels_the_pool_without_a_gan(folders, tmp_path):
+    labelled, pool = folders
+    tiny = {key: TINY[key] for key in ("arm_classifier", "classical_search", "classifier")}
+    result = expand(labelled, pool, tmp_path / "out", pool_labels="self_training", **tiny)
+    out = tmp_path / "out"
+    assert result["num_pseudo_labelled"] == 21
+    assert not (out / "classifier.pt").exists()
+    record = json.loads((out / "export.json").read_text())
+    assert record["pool"]["labelled_by"].startswith("self-training")
+    with pytest.raises(ConfigError, match="pool_labels=nobody"):
+        expand(labelled, pool, tmp_path / "other", pool_labels="nobody")

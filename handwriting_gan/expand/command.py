@@ -48,6 +48,11 @@ from handwriting_gan.shell import command, say, set_threads
 #: Mixed into the seed of each class's synthetic images for the expanded dataset.
 GENERATION_STREAM = 0x6E7
 CLASSIFIER_FILE = "classifier.pt"
+#: export.json's words for who labelled the pool (`pool_labels`).
+LABELLED_BY = {
+    "gan": "the semi-supervised GAN's classifier (model=ssgan_mlp)",
+    "self_training": "self-training: the project's classifier with tuned classical augmentation, two rounds",
+}
 #: review.png shows this many of each class's least confident pool images.
 REVIEWED = 10
 
@@ -308,7 +313,13 @@ def write_folder(
 def run_with_pool(plan: Plan) -> dict[str, Any]:
     """Expand with a pool of unlabelled images: the semi-supervised GAN labels it (expand/pool.py), and
     `out` holds the labelled images, then the pool's with their predicted labels and confidences."""
-    from handwriting_gan.expand.pool import GAN_FOLDER, label_pool, read_pool, train_gan
+    from handwriting_gan.expand.pool import (
+        GAN_FOLDER,
+        label_pool,
+        read_pool,
+        self_training_labels,
+        train_gan,
+    )
 
     started = time.perf_counter()
     say(
@@ -351,8 +362,14 @@ def run_with_pool(plan: Plan) -> dict[str, Any]:
         say(f"Continuing the expansion stored in {plan.work}")
     try:
         records = measure_pool_all(plan, len(pool.images), work) if measuring else None
-        classifier_file = train_gan(plan, work.path / GAN_FOLDER, len(folder.labels), len(pool.images))
-        predicted = label_pool(classifier_file, pool, work.path, plan.device)
+        if plan.pool_labels == "gan":
+            classifier_file = train_gan(plan, work.path / GAN_FOLDER, len(folder.labels), len(pool.images))
+            predicted = label_pool(classifier_file, pool, work.path, plan.device)
+        else:
+            classifier_file = None
+            predicted = self_training_labels(
+                plan, folder.images, folder.labels, len(folder.class_names), pool, work.path
+            )
         summary = pool_summary(records, plan.path, len(counts)) if records else None
         keep = predicted.confidence >= plan.min_confidence
         expanded = Expanded.with_pool(
@@ -381,8 +398,8 @@ def run_with_pool(plan: Plan) -> dict[str, Any]:
                 "files": len(pool.files),
                 "usable": len(pool.images),
                 "kept": int(keep.sum()),
-                "labelled_by": "the semi-supervised GAN's classifier (model=ssgan_mlp)",
-                "classifier_sha256": file_digest(classifier_file),
+                "labelled_by": LABELLED_BY[plan.pool_labels],
+                "classifier_sha256": None if classifier_file is None else file_digest(classifier_file),
                 "mean_confidence": round(float(predicted.confidence.mean()), 4),
             },
             pool_files=pool.files,
@@ -390,7 +407,7 @@ def run_with_pool(plan: Plan) -> dict[str, Any]:
         sheets = {REVIEW_FILE: review_sheet(expanded, folder.class_names, REVIEWED)}
         # The classifier that labelled the pool goes with it: it labels more images from Python
         # (handwriting_gan.models.classifier_file.load_classifier) and evaluate-style scripts score it.
-        copies = {CLASSIFIER_FILE: classifier_file}
+        copies = {} if classifier_file is None else {CLASSIFIER_FILE: classifier_file}
         write_folder(plan, folder, expanded, record, summary, sheets, pool.files, copies, pool_markdown)
     except KeyboardInterrupt:
         say(f"Stopped. Run the same command again to continue from the steps kept in {plan.work}.")
@@ -399,8 +416,9 @@ def run_with_pool(plan: Plan) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     say(
         f"Wrote {plan.out}: {len(folder.labels)} labelled + {expanded.num_pool} pseudo-labelled pool images "
-        f"of {len(counts)} classes ({plan.format}), review.png, classifier.pt. Total time "
-        f"{duration(seconds)}."
+        f"of {len(counts)} classes ({plan.format}), review.png"
+        + (", classifier.pt" if plan.pool_labels == "gan" else "")
+        + f". Total time {duration(seconds)}."
     )
     return {
         "out": str(plan.out.resolve()),

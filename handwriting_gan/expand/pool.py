@@ -158,13 +158,7 @@ def label_pool(classifier_file: Path, pool: Pool, work: Path, device: str) -> Po
 
     stored = work / POOL_LABELS
     if stored.is_file():
-        try:
-            data = torch.load(stored, weights_only=True)
-            return PoolLabels(data["labels"], data["confidence"])
-        except Exception as error:
-            raise DataError(
-                f"{stored} cannot be read ({error}); delete it to label the pool again."
-            ) from None
+        return _stored_labels(stored)
     classifier = load_classifier(classifier_file)
     classifier.network.to(device)
     started = time.perf_counter()
@@ -174,3 +168,50 @@ def label_pool(classifier_file: Path, pool: Pool, work: Path, device: str) -> Po
     with atomic_path(stored) as tmp:
         torch.save({"labels": labels, "confidence": confidence}, tmp)
     return PoolLabels(labels, confidence)
+
+
+def self_training_labels(
+    plan, images: torch.Tensor, labels: torch.Tensor, num_classes: int, pool: Pool, work: Path
+) -> PoolLabels:
+    """Every pool image's label and confidence by self-training instead of a GAN
+    (`pool_labels=self_training`):
+    the classifier of the measurement's (b), with classical augmentation tuned on the labelled images,
+    labels the pool, the part above a threshold chosen on a validation part of them joins, two rounds; the
+    last classifier labels the whole pool (stored in the work folder once computed)."""
+    from handwriting_gan.augment.classical import classical_copies, tune
+    from handwriting_gan.augment.pool import choose_threshold, self_train
+    from handwriting_gan.metrics.classifier import accuracy, fit_for_steps, predict
+
+    stored = work / POOL_LABELS
+    if stored.is_file():
+        return _stored_labels(stored)
+
+    def fit(fit_images, fit_labels, steps=plan.steps):
+        return fit_for_steps(
+            fit_images, fit_labels, num_classes, plan.classifier, steps, plan.seed, plan.device
+        )[0]
+
+    say(
+        f"Labelling the {len(pool.images)} pool images by self-training (tuning classical augmentation first)"
+    )
+    best, _ = tune(images, labels, num_classes, plan.search, 10, fit, accuracy, plan.seed)
+    copies = classical_copies(images, labels, best.transform(), best.copies, plan.seed)
+
+    def fit_b(fit_images, fit_labels):
+        return fit(torch.cat([fit_images, copies[0]]), torch.cat([fit_labels, copies[1]]))
+
+    threshold, _ = choose_threshold((images, labels), pool.images, fit_b, predict, accuracy, plan.seed)
+    classifier, _, kept = self_train((images, labels), pool.images, fit_b, predict, threshold)
+    say(f"Self-training kept {int(kept.sum())} of {len(kept)} pool images (threshold {threshold})")
+    predicted, confidence = predict(classifier, pool.images)
+    with atomic_path(stored) as tmp:
+        torch.save({"labels": predicted, "confidence": confidence}, tmp)
+    return PoolLabels(predicted, confidence)
+
+
+def _stored_labels(stored: Path) -> PoolLabels:
+    try:
+        data = torch.load(stored, weights_only=True)
+        return PoolLabels(data["labels"], data["confidence"])
+    except Exception as error:
+        raise DataError(f"{stored} cannot be read ({error}); delete it to label the pool again.") from None

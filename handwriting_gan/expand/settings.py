@@ -28,6 +28,8 @@ DEFAULT_FACTOR = 10
 #: of (b) validates on one of them).
 MIN_HELD_OUT, MIN_TRAIN = 1, 3
 MIN_MEASURED = MIN_HELD_OUT + MIN_TRAIN
+#: Who may label a pool (`pool_labels`).
+POOL_LABELLERS = ("gan", "self_training")
 #: The folder dataset's preprocessing keys the command passes on (conf/dataset/folder.yaml).
 DATASET_KEYS = ("ink", "ink_threshold", "fit_size", "image_size", "strict")
 
@@ -62,6 +64,8 @@ class Plan:
     unlabeled: Path | None = None
     min_confidence: float = 0.0
     pool_gan: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Who labels the pool: "gan" (the semi-supervised GAN) or "self_training".
+    pool_labels: str = "gan"
 
     @property
     def work(self) -> Path:
@@ -142,6 +146,7 @@ class Plan:
             "classical_search": dataclasses.asdict(self.search),
             "unlabeled": None if self.unlabeled is None else str(self.unlabeled.resolve()),
             "pool_gan": dict(self.pool_gan),
+            "pool_labels": self.pool_labels,
         }
 
 
@@ -215,6 +220,10 @@ def check_plan(cfg: DictConfig) -> Plan:
         "batch_size": check_count("pool_gan.batch_size", pool_gan.get("batch_size"), 1),
         "lr_decay_fraction": float(decay),
     }
+    if cfg.pool_labels not in POOL_LABELLERS:
+        raise ConfigError(
+            f"pool_labels={cfg.pool_labels} is not allowed: expected one of {', '.join(POOL_LABELLERS)}."
+        )
     plan = Plan(
         path=path,
         out=out,
@@ -239,6 +248,7 @@ def check_plan(cfg: DictConfig) -> Plan:
         unlabeled=unlabeled,
         min_confidence=float(min_confidence),
         pool_gan=pool_gan,
+        pool_labels=str(cfg.pool_labels),
     )
     plan.datamodule()  # its constructor checks the preprocessing keys, reading nothing
     return plan
