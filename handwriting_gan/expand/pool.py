@@ -83,26 +83,24 @@ def gan_overrides(
 
 
 class _EpochReport(L.Callback):
-    """A console line every REPORT_EVERY of the epochs: how far, the labelled accuracy, time left."""
+    """A console line every REPORT_EVERY of the epochs: how far, and the time left."""
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.first = 0
 
+    def on_train_start(self, trainer, game) -> None:
+        self.first = trainer.current_epoch  # a resumed run's time left counts only this run's epochs
+
     def on_train_epoch_end(self, trainer, game) -> None:
         epoch, total = trainer.current_epoch + 1, trainer.max_epochs
         every = max(1, round(REPORT_EVERY * total))
-        if epoch % every and epoch != total:
-            return
         elapsed = time.perf_counter() - self.started
-        done = epoch - self.first
-        left = elapsed / max(1, done) * (total - epoch)
-        accuracy = trainer.callback_metrics.get("train/labelled_accuracy_epoch")
-        shown = "" if accuracy is None else f", accuracy on the labelled batches {float(accuracy):.1%}"
-        say(f"  semi-supervised GAN: epoch {epoch} of {total}{shown}, about {duration(left)} left")
-
-    def on_train_start(self, trainer, game) -> None:
-        self.first = trainer.current_epoch  # a resumed run's time left counts only this run's epochs
+        if epoch == total:
+            say(f"  semi-supervised GAN: {total} epochs done in {duration(elapsed)}")
+        elif epoch % every == 0:
+            left = elapsed / max(1, epoch - self.first) * (total - epoch)
+            say(f"  semi-supervised GAN: epoch {epoch} of {total}, about {duration(left)} left")
 
 
 def train_gan(
