@@ -191,3 +191,13 @@ def test_pool_labels_self_training_labels_the_pool_without_a_gan(folders, tmp_pa
     assert record["pool"]["labelled_by"].startswith("self-training")
     with pytest.raises(ConfigError, match="pool_labels=nobody"):
         expand(labelled, pool, tmp_path / "other", pool_labels="nobody")
+
+
+def test_the_command_line_refuses_a_missing_pool_in_one_line_with_exit_code_4(folders, cli, tmp_path):
+    labelled, _ = folders
+    result = cli([f"path={labelled}", "unlabeled=nowhere", "out=out"], module="handwriting_gan.expand")
+    assert result.returncode == 4
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "unlabeled=nowhere does not exist" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
