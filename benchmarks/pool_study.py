@@ -166,7 +166,11 @@ def run_seed(args, seed: int, work: Path) -> dict:
     )
     best, trials = tune(images, labels, num_classes, search, 10, fit, accuracy, seed)
     record["classical_choice"] = {"setting": best.as_dict(), "trials": trials}
-    copies = classical_copies(images, labels, Classical(**best.as_dict()).transform(), best.copies, seed)
+    transform = Classical(**best.as_dict()).transform()
+
+    def copies(copy_images, copy_labels):
+        return classical_copies(copy_images, copy_labels, transform, best.copies, seed)
+
     if gan_file is None:
         gan_file = train_gan(args.case, args.labels, seed, args.gan_batches, args.data_dir, work)
     discriminator = load_classifier(gan_file)

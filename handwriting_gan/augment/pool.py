@@ -36,10 +36,23 @@ THRESHOLDS = (0.5, 0.9, 0.99)
 #: Rounds of self-training: label the pool, retrain on the labelled images and the confident part.
 ROUNDS = 2
 
-#: fit(images, labels) -> a classifier trained on them (with the arms' recipe and (b)'s classical copies
-#: of the labelled images added by the caller); predict(classifier, images) -> (labels, confidence).
+#: fit(images, labels) -> a classifier trained on them with the arms' recipe;
+#: copies(images, labels) -> (b)'s classical copies of labelled images (their images, their labels);
+#: predict(classifier, images) -> (labels, confidence).
 Fit = Callable[[torch.Tensor, torch.Tensor], object]
+Copies = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Predict = Callable[[object, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def with_copies(fit: Fit, copies: Copies, labelled: tuple[torch.Tensor, torch.Tensor]) -> Fit:
+    """`fit` that adds (b)'s copies of the `labelled` images to whatever it is given: the copies of only
+    these images, so that a validation part held out of them never reaches training through its copies."""
+    extra_images, extra_labels = copies(*labelled)
+
+    def fit_with(images: torch.Tensor, labels: torch.Tensor):
+        return fit(torch.cat([images, extra_images]), torch.cat([labels, extra_labels]))
+
+    return fit_with
 
 
 def self_train(
@@ -68,6 +81,7 @@ def choose_threshold(
     labelled: tuple[torch.Tensor, torch.Tensor],
     pool: torch.Tensor,
     fit: Fit,
+    copies: Copies,
     predict: Predict,
     score: Callable[[object, torch.Tensor, torch.Tensor], float],
     seed: int,
@@ -75,16 +89,17 @@ def choose_threshold(
     thresholds: Sequence[float] = THRESHOLDS,
 ) -> tuple[float, list[dict]]:
     """The self-training threshold that scores best on a validation part of the labelled images (one
-    round, trained on the rest), never on a test split; returns it and every trial."""
+    round, trained on the rest and their copies only), never on a test split; returns it and every
+    trial. Ties go to the higher threshold."""
     images, labels = labelled
     held = validation_split(labels, fraction, seed)
     if not held.any():
         return thresholds[-1], []
+    rest = (images[~held], labels[~held])
+    fit_rest = with_copies(fit, copies, rest)
     trials = []
     for threshold in thresholds:
-        classifier, _, kept = self_train(
-            (images[~held], labels[~held]), pool, fit, predict, threshold, rounds=1
-        )
+        classifier, _, kept = self_train(rest, pool, fit_rest, predict, threshold, rounds=1)
         trials.append(
             {
                 "threshold": threshold,
@@ -100,7 +115,7 @@ def pool_arms(
     labelled: tuple[torch.Tensor, torch.Tensor],
     pool: torch.Tensor,
     test: tuple[torch.Tensor, torch.Tensor],
-    classical: tuple[torch.Tensor, torch.Tensor],
+    copies: Copies,
     gan_labels: torch.Tensor,
     fit: Fit,
     predict: Predict,
@@ -109,19 +124,16 @@ def pool_arms(
     truth: torch.Tensor | None = None,
     say: Callable[[str], None] = lambda message: None,
 ) -> dict:
-    """Every arm's accuracy on `test`: (a) the labelled images, (b) + `classical` (their tuned classical
-    copies), (s) (b) + the pool labelled by self-training, (p) (b) + the pool with `gan_labels`, and, given
-    the pool's `truth`, (t) (b) + the pool with its true labels. Returns {"arms": {key: accuracy},
-    "self_training": its threshold, trials and how much of the pool it kept (and how much of that was
-    right, given `truth`)}."""
+    """Every arm's accuracy on `test`: (a) the labelled images, (b) + their classical `copies`, (s) (b) +
+    the pool labelled by self-training, (p) (b) + the pool with `gan_labels`, and, given the pool's
+    `truth`, (t) (b) + the pool with its true labels. Returns {"arms": {key: accuracy}, "self_training":
+    its threshold, trials and how much of the pool it kept (and how much of that was right, given
+    `truth`)}."""
     images, labels = labelled
-
-    def fit_b(fit_images, fit_labels):  # (b)'s copies under every pool arm
-        return fit(torch.cat([fit_images, classical[0]]), torch.cat([fit_labels, classical[1]]))
-
+    fit_b = with_copies(fit, copies, labelled)
     arms = {"real": score(fit(images, labels), *test), "classical": score(fit_b(images, labels), *test)}
     say(f"(a) {arms['real']:.1%}, (b) {arms['classical']:.1%}")
-    threshold, trials = choose_threshold(labelled, pool, fit_b, predict, score, seed)
+    threshold, trials = choose_threshold(labelled, pool, fit, copies, predict, score, seed)
     classifier, predicted, kept = self_train(labelled, pool, fit_b, predict, threshold)
     arms["self_training"] = score(classifier, *test)
     info = {"threshold": threshold, "trials": trials, "kept": float(kept.float().mean())}

@@ -145,7 +145,11 @@ def measure_pool_seed(plan: Plan, seed: int, folder, record: dict[str, Any]) -> 
         ]
 
     best, trials = tune(train_images, train_labels, num_classes, plan.search, 10, fit, accuracy, seed)
-    copies = classical_copies(train_images, train_labels, best.transform(), best.copies, seed)
+    transform = best.transform()
+
+    def copies(copy_images, copy_labels):
+        return classical_copies(copy_images, copy_labels, transform, best.copies, seed)
+
     gan = train_gan(
         plan,
         folder / f"ssgan_seed_{seed}",

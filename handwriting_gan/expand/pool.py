@@ -177,7 +177,7 @@ def self_training_labels(
     labels the pool, the part above a threshold chosen on a validation part of them joins, two rounds; the
     last classifier labels the whole pool (stored in the work folder once computed)."""
     from handwriting_gan.augment.classical import classical_copies, tune
-    from handwriting_gan.augment.pool import choose_threshold, self_train
+    from handwriting_gan.augment.pool import choose_threshold, self_train, with_copies
     from handwriting_gan.metrics.classifier import accuracy, fit_for_steps, predict
 
     stored = work / POOL_LABELS
@@ -193,12 +193,13 @@ def self_training_labels(
         f"Labelling the {len(pool.images)} pool images by self-training (tuning classical augmentation first)"
     )
     best, _ = tune(images, labels, num_classes, plan.search, 10, fit, accuracy, plan.seed)
-    copies = classical_copies(images, labels, best.transform(), best.copies, plan.seed)
+    transform = best.transform()
 
-    def fit_b(fit_images, fit_labels):
-        return fit(torch.cat([fit_images, copies[0]]), torch.cat([fit_labels, copies[1]]))
+    def copies(copy_images, copy_labels):
+        return classical_copies(copy_images, copy_labels, transform, best.copies, plan.seed)
 
-    threshold, _ = choose_threshold((images, labels), pool.images, fit_b, predict, accuracy, plan.seed)
+    threshold, _ = choose_threshold((images, labels), pool.images, fit, copies, predict, accuracy, plan.seed)
+    fit_b = with_copies(fit, copies, (images, labels))
     classifier, _, kept = self_train((images, labels), pool.images, fit_b, predict, threshold)
     say(f"Self-training kept {int(kept.sum())} of {len(kept)} pool images (threshold {threshold})")
     predicted, confidence = predict(classifier, pool.images)

@@ -49,6 +49,10 @@ def test_self_training_labels_the_pool_and_refits_on_the_confident_part():
     assert everything.all()
 
 
+def no_copies(images, labels):
+    return images[:0], labels[:0]
+
+
 def test_the_threshold_is_chosen_on_the_labelled_images_only():
     images, labels = two_clusters(10, 2)
     pool, _ = two_clusters(100, 3)
@@ -58,12 +62,41 @@ def test_the_threshold_is_chosen_on_the_labelled_images_only():
         seen.append(held_images)
         return score(classifier, held_images, held_labels)
 
-    threshold, trials = choose_threshold((images, labels), pool, fit, predict, watching_score, seed=0)
+    threshold, trials = choose_threshold(
+        (images, labels), pool, fit, no_copies, predict, watching_score, seed=0
+    )
     assert threshold in [trial["threshold"] for trial in trials] and len(trials) == 3
     assert max(trials, key=lambda t: (t["validation_acc"], t["threshold"]))["threshold"] == threshold
     # Every scored image is one of the labelled images: the validation part is theirs.
     for held in seen:
         assert all((images == row).all(dim=1).any() for row in held)
+
+
+def test_no_copy_of_a_validation_image_reaches_the_threshold_trials():
+    images, labels = two_clusters(10, 7)
+    pool, _ = two_clusters(30, 8)
+    copied, trained = [], []
+
+    def recording_copies(copy_images, copy_labels):
+        copied.append(copy_images)
+        return copy_images + 0.01, copy_labels
+
+    def recording_fit(fit_images, fit_labels):
+        trained.append(fit_images)
+        return fit(fit_images, fit_labels)
+
+    seen = []
+
+    def recording_score(classifier, held_images, held_labels):
+        seen.append(held_images)
+        return score(classifier, held_images, held_labels)
+
+    choose_threshold((images, labels), pool, recording_fit, recording_copies, predict, recording_score, 0)
+    held = seen[0]
+    for source in copied:  # copies are made of the training part only
+        assert not any((source == row).all(dim=1).any() for row in held)
+    for batch in trained:  # and neither a validation image nor its copy is trained on
+        assert not any(((batch - row).abs().max(dim=1).values < 0.02).any() for row in held)
 
 
 def test_the_pool_arms_are_listed_once_with_the_oracle_last():
@@ -75,12 +108,14 @@ def test_the_pool_arms_train_on_what_each_adds():
     images, labels = two_clusters(10, 4)
     pool, truth = two_clusters(60, 5)
     test = two_clusters(40, 6)
-    copies = (images + 0.1, labels)
     sizes = []
 
     def counting_fit(fit_images, fit_labels):
         sizes.append(len(fit_labels))
         return fit(fit_images, fit_labels)
+
+    def copies(copy_images, copy_labels):
+        return copy_images + 0.1, copy_labels
 
     wrong = 1 - truth  # a GAN that labels every pool image wrongly
     record = pool_arms((images, labels), pool, test, copies, wrong, counting_fit, predict, score, 0, truth)
