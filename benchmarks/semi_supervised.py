@@ -122,6 +122,7 @@ def main() -> None:
             f"unlabeled={pool}",
             f"out={out}",
             "measure=false",
+            "pool_labels=gan",
             "format=npz",
             f"seed={seed}",
             f"pool_gan.batches={args.batches}",

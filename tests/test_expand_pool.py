@@ -23,6 +23,7 @@ from handwriting_gan.models.classifier_file import load_classifier
 
 # A GAN of 12 batches of 8 + 8 images with small networks: seconds.
 TINY_GAN = {
+    "pool_labels": "gan",
     "pool_gan": {"batches": 12, "batch_size": 8},
     "threads": 1,
     "device": "cpu",
@@ -201,3 +202,9 @@ def test_the_command_line_refuses_a_missing_pool_in_one_line_with_exit_code_4(fo
     assert len(errors) == 1 and "unlabeled=nowhere does not exist" in errors[0]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_the_pool_is_labelled_by_self_training_unless_asked_for_the_gan():
+    from handwriting_gan.expand.settings import expand_config
+
+    assert expand_config({}).pool_labels == "self_training"  # what measured best on average

@@ -64,8 +64,8 @@ class Plan:
     unlabeled: Path | None = None
     min_confidence: float = 0.0
     pool_gan: dict[str, Any] = dataclasses.field(default_factory=dict)
-    #: Who labels the pool: "gan" (the semi-supervised GAN) or "self_training".
-    pool_labels: str = "gan"
+    #: Who labels the pool: "self_training" or "gan" (the semi-supervised GAN).
+    pool_labels: str = "self_training"
 
     @property
     def work(self) -> Path:
