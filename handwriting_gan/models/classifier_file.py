@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from handwriting_gan import __version__
-from handwriting_gan.files import atomic_path
 from handwriting_gan.models.contract import ClassifyingDiscriminator
-from handwriting_gan.models.generator_file import read_network_file
+from handwriting_gan.models.generator_file import read_network_file, write_network_file
 
 FORMAT = "handwriting_gan.classifier"
 FORMAT_VERSION = 1
@@ -85,20 +83,15 @@ def save_classifier(
     class_names: list[str] | tuple[str, ...],
 ) -> Path:
     """Write the network's weights, its `_target_` config and the class names of its labels atomically."""
-    if isinstance(config, DictConfig):
-        config = OmegaConf.to_container(config, resolve=True)
-    payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "package_version": __version__,
-        "config": config,
-        "image_shape": list(network.image_shape),
-        "class_names": [str(name) for name in class_names],
-        "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
+    return write_network_file(
+        path,
+        FORMAT,
+        FORMAT_VERSION,
+        network,
+        config,
+        image_shape=list(network.image_shape),
+        class_names=[str(name) for name in class_names],
+    )
 
 
 def load_classifier(path: str | Path) -> ImageClassifier:

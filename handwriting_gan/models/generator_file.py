@@ -25,17 +25,32 @@ def save_generator(
     class_names: list[str] | tuple[str, ...] = (),
 ) -> Path:
     """Write weights, the generator's `_target_` config and the dataset's class names atomically."""
+    return write_network_file(
+        path,
+        FORMAT,
+        FORMAT_VERSION,
+        generator,
+        config,
+        latent_dim=generator.latent_dim,
+        image_shape=list(generator.image_shape),
+        class_names=list(class_names),
+    )
+
+
+def write_network_file(
+    path: str | Path, fmt: str, version: int, network: nn.Module, config: DictConfig | dict, **entries: Any
+) -> Path:
+    """Write a network file of format `fmt` (read back by `read_network_file`) atomically: the network's
+    weights, its `_target_` config (resolved) and `entries`."""
     if isinstance(config, DictConfig):
         config = OmegaConf.to_container(config, resolve=True)
     payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format": fmt,
+        "format_version": version,
         "package_version": __version__,
         "config": config,
-        "latent_dim": generator.latent_dim,
-        "image_shape": list(generator.image_shape),
-        "class_names": list(class_names),
-        "state_dict": {k: v.detach().cpu() for k, v in generator.state_dict().items()},
+        **entries,
+        "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
