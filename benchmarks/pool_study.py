@@ -37,8 +37,8 @@ import torch
 from omegaconf import OmegaConf
 
 from handwriting_gan.assembly import build
-from handwriting_gan.augment.classical import Classical, Search, classical_copies, tune
-from handwriting_gan.augment.pool import POOL_ARMS, pool_arms
+from handwriting_gan.augment.classical import Search
+from handwriting_gan.augment.pool import POOL_ARMS, pool_arms, tuned_copies
 from handwriting_gan.config import compose_config
 from handwriting_gan.metrics.classifier import (
     ClassifierSettings,
@@ -164,12 +164,8 @@ def run_seed(args, seed: int, work: Path) -> dict:
         f"seed {seed}: {len(labels)} labelled, {len(pool)} in the pool, {len(test_labels)} test images",
         flush=True,
     )
-    best, trials = tune(images, labels, num_classes, search, 10, fit, accuracy, seed)
+    best, trials, copies = tuned_copies((images, labels), num_classes, search, fit, accuracy, seed)
     record["classical_choice"] = {"setting": best.as_dict(), "trials": trials}
-    transform = Classical(**best.as_dict()).transform()
-
-    def copies(copy_images, copy_labels):
-        return classical_copies(copy_images, copy_labels, transform, best.copies, seed)
 
     if gan_file is None:
         gan_file = train_gan(args.case, args.labels, seed, args.gan_batches, args.data_dir, work)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from handwriting_gan.augment.classical import validation_split
+from handwriting_gan.augment.classical import classical_copies, tune, validation_split
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,30 @@ ROUNDS = 2
 Fit = Callable[[torch.Tensor, torch.Tensor], object]
 Copies = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Predict = Callable[[object, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+#: Copies per labelled image of (b)'s default setting, the first its tuning tries (the study's expansion).
+EXPANSION = 10
+
+
+def tuned_copies(
+    labelled: tuple[torch.Tensor, torch.Tensor],
+    num_classes: int,
+    search,
+    fit: Callable,
+    score: Callable[[object, torch.Tensor, torch.Tensor], float],
+    seed: int,
+) -> tuple[object, list[dict], Copies]:
+    """(b) for the pool arms: classical augmentation tuned on a validation part of the labelled images
+    (augment/classical.py's `tune`, with `fit(images, labels, steps)`); returns the chosen setting, the
+    trials, and `copies` that makes its copies of any labelled images."""
+    best, trials = tune(*labelled, num_classes, search, EXPANSION, fit, score, seed)
+    transform = best.transform()
+
+    def copies(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return classical_copies(images, labels, transform, best.copies, seed)
+
+    return best, trials, copies
 
 
 def with_copies(fit: Fit, copies: Copies, labelled: tuple[torch.Tensor, torch.Tensor]) -> Fit:

@@ -128,7 +128,7 @@ def measure_pool_seed(plan: Plan, seed: int, folder, record: dict[str, Any]) -> 
     """Seed `seed` of the pool's measurement: the folder dataset holds `held_out_fraction` of each class
     out (drawn by the seed); the GAN (in `folder`/ssgan_seed_<seed>) and every arm train on the rest and
     the pool, and are tested on the held-out images."""
-    from handwriting_gan.augment.pool import pool_arms
+    from handwriting_gan.augment.pool import pool_arms, tuned_copies
     from handwriting_gan.expand.pool import train_gan
     from handwriting_gan.models.classifier_file import load_classifier
     from handwriting_gan.shell import say
@@ -144,11 +144,9 @@ def measure_pool_seed(plan: Plan, seed: int, folder, record: dict[str, Any]) -> 
             0
         ]
 
-    best, trials = tune(train_images, train_labels, num_classes, plan.search, 10, fit, accuracy, seed)
-    transform = best.transform()
-
-    def copies(copy_images, copy_labels):
-        return classical_copies(copy_images, copy_labels, transform, best.copies, seed)
+    best, trials, copies = tuned_copies(
+        (train_images, train_labels), num_classes, plan.search, fit, accuracy, seed
+    )
 
     gan = train_gan(
         plan,

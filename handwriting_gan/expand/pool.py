@@ -176,8 +176,7 @@ def self_training_labels(
     the classifier of the measurement's (b), with classical augmentation tuned on the labelled images,
     labels the pool, the part above a threshold chosen on a validation part of them joins, two rounds; the
     last classifier labels the whole pool (stored in the work folder once computed)."""
-    from handwriting_gan.augment.classical import classical_copies, tune
-    from handwriting_gan.augment.pool import choose_threshold, self_train, with_copies
+    from handwriting_gan.augment.pool import choose_threshold, self_train, tuned_copies, with_copies
     from handwriting_gan.metrics.classifier import accuracy, fit_for_steps, predict
 
     stored = work / POOL_LABELS
@@ -192,11 +191,7 @@ def self_training_labels(
     say(
         f"Labelling the {len(pool.images)} pool images by self-training (tuning classical augmentation first)"
     )
-    best, _ = tune(images, labels, num_classes, plan.search, 10, fit, accuracy, plan.seed)
-    transform = best.transform()
-
-    def copies(copy_images, copy_labels):
-        return classical_copies(copy_images, copy_labels, transform, best.copies, plan.seed)
+    _, _, copies = tuned_copies((images, labels), num_classes, plan.search, fit, accuracy, plan.seed)
 
     threshold, _ = choose_threshold((images, labels), pool.images, fit, copies, predict, accuracy, plan.seed)
     fit_b = with_copies(fit, copies, (images, labels))
