@@ -43,7 +43,7 @@ class PairGAN(GAN):
         self.r1_gamma, self.r1_every = float(r1_gamma), int(r1_every)
         self.d_updates = 0
 
-    #: The datamodule hands this game pairs (data/base.py: PairedBatches).
+    #: The datamodule hands this game pairs (data/batches.py: PairedBatches).
     trains_on_pairs = True
 
     @torch.no_grad()

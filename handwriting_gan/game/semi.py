@@ -2,7 +2,7 @@
 discriminator names one of K classes, and "real" is the log-sum-exp of its class logits.
 
 Each batch holds labelled images (label >= 0) and unlabelled ones (label -1), as the datamodule cuts them
-when `dataset.labels_per_class` or `dataset.unlabeled` is set (data/base.py: SemiSupervisedBatches). Per
+when `dataset.labels_per_class` or `dataset.unlabeled` is set (data/batches.py: SemiSupervisedBatches). Per
 batch, one D update on
     supervised cross-entropy of the labelled images
     + unsupervised_weight * 1/2 [BCE(real | unlabelled) + BCE(generated | generated)],

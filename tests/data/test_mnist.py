@@ -6,7 +6,7 @@ import torch
 from hydra.utils import instantiate
 from torchvision.datasets import MNIST
 
-from handwriting_gan.data.base import ShuffledBatches
+from handwriting_gan.data.batches import ShuffledBatches
 from handwriting_gan.data.mnist import MNISTDataModule, MNISTSampleDataModule
 from handwriting_gan.errors import DataError
 

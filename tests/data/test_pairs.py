@@ -2,7 +2,7 @@
 
 import torch
 
-from handwriting_gan.data.base import PairedBatches, ShuffledBatches
+from handwriting_gan.data.batches import PairedBatches, ShuffledBatches
 
 
 def labels_of(sizes):

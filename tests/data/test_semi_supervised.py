@@ -1,6 +1,7 @@
-"""Labelled and unlabelled images (data/base.py: label_split, SemiSupervisedBatches; data/folder.py: the
-pool of dataset.unlabeled): a hidden label never reaches a batch, the draw is seeded and balanced, batches
-resume exactly, and every bad pool is refused with one clear message."""
+"""Labelled and unlabelled images (data/base.py: label_split; data/batches.py:
+SemiSupervisedBatches; data/folder.py: the pool of dataset.unlabeled): a hidden label never reaches a batch,
+the draw is seeded and balanced, batches resume exactly, and every bad pool is refused with one clear
+message."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from handwriting_gan.data.base import UNLABELLED, SemiSupervisedBatches
+from handwriting_gan.data.base import UNLABELLED
+from handwriting_gan.data.batches import SemiSupervisedBatches
 from handwriting_gan.data.fake import FakeDataModule
 from handwriting_gan.data.folder import FolderDataModule
 from handwriting_gan.errors import ConfigError, DataError
