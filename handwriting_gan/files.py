@@ -1,8 +1,9 @@
-"""Atomic file writes: every file the project produces appears complete or not at all."""
+"""Atomic file writes (every file the project produces appears complete or not at all), and file digests."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -37,3 +38,8 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def file_digest(path: Path) -> str:
+    """The first 24 hex digits of the file's SHA-256: what export.json records of a network file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:24]

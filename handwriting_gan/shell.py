@@ -468,6 +468,11 @@ def quiet_dependencies() -> None:
                 handler.addFilter(_DropAdvertisements())
 
 
+def duration(seconds: float) -> str:
+    """`12.3 s` under a minute and a half, else `4 min 05 s`: how long work took or has left."""
+    return f"{seconds:.1f} s" if seconds < 90 else f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
+
+
 def say(message: str) -> None:
     """One line for the user on stderr (stdout stays for machine-readable output), from the first
     process of a distributed run only."""

@@ -16,8 +16,8 @@ from PIL import Image, ImageDraw
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-import handwriting_gan.expand.command as expand_command
 import handwriting_gan.expand.measure as measure
+import handwriting_gan.expand.writing as expand_writing
 from handwriting_gan.config import compose_config
 from handwriting_gan.data.expanded import ExpandedDataModule
 from handwriting_gan.data.exports import IDX_IMAGES, IDX_LABELS, read_export
@@ -419,7 +419,7 @@ def test_an_interrupt_while_writing_leaves_no_out_and_keeps_the_generated_images
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(expand_command, "write_dataset", stop)
+    monkeypatch.setattr(expand_writing, "write_dataset", stop)
     with pytest.raises(KeyboardInterrupt):
         expand_toy(letters, out, augmenter_run)
     assert not out.exists() and not list(tmp_path.glob(".out*"))

@@ -17,6 +17,7 @@ from PIL import Image
 from test_expand import TINY, draw_letters
 
 import handwriting_gan.expand.pool as pool_step
+from handwriting_gan.callbacks.epoch_lines import EpochLines
 from handwriting_gan.errors import ConfigError, DataError
 from handwriting_gan.expand import expand_folder
 from handwriting_gan.models.classifier_file import load_classifier
@@ -108,6 +109,24 @@ def test_labels_csv_marks_origins_and_min_confidence_drops_uncertain_pool_images
     assert all(float(r["confidence"]) >= threshold - 1e-6 for r in rows if r["origin"] == "pseudo-labelled")
 
 
+def test_pool_variations_add_synthetic_images_labelled_as_their_source(folders, tmp_path, capsys):
+    labelled, pool = folders
+    result = expand(labelled, pool, tmp_path / "out", fmt="npz", pool_variations=2)
+    assert result["num_synthetic"] == 2 * (9 + 21)
+    assert "9 labelled + 21 pseudo-labelled pool images + 60 synthetic variations" in capsys.readouterr().err
+    data = np.load(tmp_path / "out" / "dataset.npz")
+    assert data["origin"].tolist() == [0] * 9 + [1] * 21 + [2] * 60
+    source = data["source"][30:]
+    assert sorted(source.tolist()) == sorted(list(range(30)) * 2)  # each labelled and pool image twice
+    assert (data["labels"][30:] == data["labels"][source]).all()
+    assert data["confidences"][30:] == pytest.approx(data["confidences"][source])
+    assert not (data["images"][30:] == data["images"][source]).all(axis=(1, 2)).any()  # new images
+    record = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert record["settings"]["pool_variations"] == 2 and len(record["augmenter"]["sha256"]) == 24
+    with pytest.raises(ConfigError, match="pool_variations"):
+        expand(labelled, pool, tmp_path / "bad", pool_variations=-1)
+
+
 @pytest.mark.parametrize(
     ("make", "error", "message"),
     [
@@ -150,7 +169,7 @@ def test_an_interrupted_expansion_continues_from_the_gans_checkpoint(folders, tm
         if trainer.current_epoch == 2:  # two epochs done, and checkpointed
             raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(pool_step._EpochReport, "on_train_epoch_start", interrupt, raising=False)
+    monkeypatch.setattr(EpochLines, "on_train_epoch_start", interrupt, raising=False)
     with pytest.raises(RuntimeError, match="interrupted"):
         expand(labelled, pool, tmp_path / "out")
     assert (tmp_path / "out.partial" / "ssgan" / "checkpoints" / "last.ckpt").is_file()
@@ -170,7 +189,15 @@ def test_measure_true_compares_the_gans_labels_with_self_training_on_held_out_im
     tiny = {key: TINY[key] for key in ("seeds", "arm_classifier", "classical_search", "classifier")}
     result = expand(labelled, pool, tmp_path / "out", measure=True, **tiny)
     report = result["report"]
-    assert set(report["arms"]) == {"real", "classical", "self_training", "pool_gan", "discriminator"}
+    assert set(report["arms"]) == {
+        "real",
+        "classical",
+        "self_training",
+        "pool_gan",
+        "pool_gan_synthetic",
+        "pool_gan_self_training",
+        "discriminator",
+    }
     assert report["seeds"] == [0, 1] and report["held_out_images"][0] == 6  # a quarter of 6, per class
     assert len(report["gain"]["over_self_training"]["per_seed"]) == 2
     text = (tmp_path / "out" / "report.md").read_text()
@@ -194,6 +221,37 @@ def test_pool_labels_self_training_labels_the_pool_without_a_gan(folders, tmp_pa
         expand(labelled, pool, tmp_path / "other", pool_labels="nobody")
 
 
+def test_pool_labels_gan_self_training_starts_self_training_from_the_gans_labels(
+    folders, tmp_path, capsys, monkeypatch
+):
+    import handwriting_gan.metrics.classifier as classifier_module
+
+    labelled, pool = folders
+    tiny = {key: TINY[key] for key in ("arm_classifier", "classical_search", "classifier")}
+    gan, fitted = [], []
+    label_pool, fit_for_steps = pool_step.label_pool, classifier_module.fit_for_steps
+
+    def recording_label_pool(*args, **kwargs):
+        labelled_pool = label_pool(*args, **kwargs)
+        gan.append(labelled_pool.labels)
+        return labelled_pool
+
+    def recording_fit(images, labels, *args, **kwargs):
+        fitted.append(labels.clone())
+        return fit_for_steps(images, labels, *args, **kwargs)
+
+    monkeypatch.setattr(pool_step, "label_pool", recording_label_pool)
+    monkeypatch.setattr(classifier_module, "fit_for_steps", recording_fit)
+    result = expand(labelled, pool, tmp_path / "out", pool_labels="gan_self_training", **tiny)
+    assert result["num_pseudo_labelled"] == 21 and (tmp_path / "out" / "classifier.pt").is_file()
+    assert "self-training, started from the GAN's labels" in capsys.readouterr().err
+    record = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert record["pool"]["labelled_by"].startswith("self-training started from the semi-supervised GAN")
+    # Self-training's first classifier learnt the labelled images, then the whole pool with the GAN's
+    # labels (then (b)'s copies).
+    assert any(len(labels) > 30 and torch.equal(labels[9:30], gan[0]) for labels in fitted)
+
+
 def test_the_command_line_refuses_a_missing_pool_in_one_line_with_exit_code_4(folders, cli, tmp_path):
     labelled, _ = folders
     result = cli([f"path={labelled}", "unlabeled=nowhere", "out=out"], module="handwriting_gan.expand")
@@ -208,3 +266,35 @@ def test_the_pool_is_labelled_by_self_training_unless_asked_for_the_gan():
     from handwriting_gan.expand.settings import expand_config
 
     assert expand_config({}).pool_labels == "self_training"  # what measured best on average
+
+
+def pool_record(seed: int, **arms: float) -> dict:
+    return {"seed": seed, "held_out": 4, "train": 12, "self_training": {}, "discriminator": 0.5, "arms": arms}
+
+
+def test_the_pool_report_counts_the_better_gan_arm_against_self_training_and_what_the_variations_add(
+    tmp_path,
+):
+    from handwriting_gan.expand.report import pool_markdown, pool_summary
+
+    records = [
+        pool_record(0, real=0.5, classical=0.6, self_training=0.7, pool_gan=0.65, pool_gan_synthetic=0.75),
+        pool_record(1, real=0.5, classical=0.6, self_training=0.7, pool_gan=0.68, pool_gan_synthetic=0.72),
+    ]
+    summary = pool_summary(records, tmp_path, 3)
+    assert summary["gain"]["synthetic_over_pool"]["per_seed"] == pytest.approx([10.0, 4.0])
+    assert summary["gain"]["over_self_training"]["per_seed"] == pytest.approx([-5.0, -2.0])
+    # (q) is the GAN's better arm here: it is what the sentence sets against self-training.
+    assert "(q), scored +3.5 points against self-training" in summary["sentence"]
+    assert "beat self-training in 2 of 2 seeds" in summary["sentence"]
+    assert "changed (p) by +7.0 points" in summary["sentence"]
+    assert "| (q) − (p): what the variations add, points | +10.0 | +4.0 |" in pool_markdown(summary)
+    # Records stored before (q) existed (a resumed work folder) report the arms they have.
+    for record in records:
+        del record["arms"]["pool_gan_synthetic"]
+    older = pool_summary(records, tmp_path, 3)
+    assert "pool_gan_synthetic" not in older["arms"] and set(older["gain"]) == {
+        "over_self_training",
+        "over_classical",
+    }
+    assert "(p), scored -3.5 points" in older["sentence"] and "changed (p)" not in older["sentence"]

@@ -1,8 +1,10 @@
 """The pool arms: a classifier trained on a few labelled images per class plus a pool of unlabelled ones,
 with the pool labelled three ways, listed once in POOL_ARMS: (s) by self-training, the competitor a user
-has without a GAN; (p) by the semi-supervised GAN's classifier (model=ssgan_mlp); (t) with the pool's TRUE
-labels, an oracle: the ceiling that labelling the pool by hand would give. Each adds its labelled pool to
-the labelled images and (b)'s tuned classical copies of them, and trains the arms' classifier."""
+has without a GAN; (p) by the semi-supervised GAN's classifier (model=ssgan_mlp), (q) the same with
+synthetic variations of every image added, and (r) by self-training that starts from (p)'s classifier;
+(t) with the pool's TRUE labels, an oracle: the ceiling that labelling the pool by hand would give. Each
+adds its labelled pool to the labelled images and (b)'s tuned classical copies of them, and trains the
+arms' classifier."""
 
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ class PoolArm:
 POOL_ARMS = (
     PoolArm("s", "self_training", "+ classical + pool labelled by self-training"),
     PoolArm("p", "pool_gan", "+ classical + pool labelled by the semi-supervised GAN"),
+    PoolArm("q", "pool_gan_synthetic", "(p) + a synthetic variation of every image"),
+    PoolArm("r", "pool_gan_self_training", "self-training started from (p)'s classifier"),
     PoolArm("t", "pool_oracle", "+ classical + pool with its true labels (oracle)"),
 )
 #: Self-training's confidence thresholds, from which its validation part chooses.
@@ -38,9 +42,11 @@ ROUNDS = 2
 
 #: fit(images, labels) -> a classifier trained on them with the arms' recipe;
 #: copies(images, labels) -> (b)'s classical copies of labelled images (their images, their labels);
-#: predict(classifier, images) -> (labels, confidence).
+#: predict(classifier, images) -> (labels, confidence);
+#: vary(images, labels) -> synthetic images made from them and their labels (e.g. the augmenter's).
 Fit = Callable[[torch.Tensor, torch.Tensor], object]
 Copies = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Vary = Copies
 Predict = Callable[[object, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -86,12 +92,14 @@ def self_train(
     predict: Predict,
     threshold: float,
     rounds: int = ROUNDS,
+    start: object | None = None,
 ) -> tuple[object, torch.Tensor, torch.Tensor]:
-    """`rounds` rounds of self-training from the classifier fit on `labelled` alone: each labels the pool,
-    keeps the images labelled with at least `threshold` confidence and refits on the labelled images and
-    those. Returns (the last classifier, the pool's last labels, the mask of the kept ones)."""
+    """`rounds` rounds of self-training from `start`, or from the classifier fit on `labelled` alone:
+    each labels the pool, keeps the images labelled with at least `threshold` confidence and refits on the
+    labelled images and those. Returns (the last classifier, the pool's last labels, the mask of the kept
+    ones)."""
     images, labels = labelled
-    classifier = fit(images, labels)
+    classifier = fit(images, labels) if start is None else start
     kept = torch.zeros(len(pool), dtype=torch.bool)
     predicted = torch.zeros(len(pool), dtype=torch.int64)
     for _ in range(rounds):
@@ -147,12 +155,13 @@ def pool_arms(
     seed: int,
     truth: torch.Tensor | None = None,
     say: Callable[[str], None] = lambda message: None,
+    vary: Vary | None = None,
 ) -> dict:
     """Every arm's accuracy on `test`: (a) the labelled images, (b) + their classical `copies`, (s) (b) +
-    the pool labelled by self-training, (p) (b) + the pool with `gan_labels`, and, given the pool's
-    `truth`, (t) (b) + the pool with its true labels. Returns {"arms": {key: accuracy}, "self_training":
-    its threshold, trials and how much of the pool it kept (and how much of that was right, given
-    `truth`)}."""
+    the pool labelled by self-training, the GAN's arms (gan_arms: (p), (r) and, given `vary`, (q)), and,
+    given the pool's `truth`, (t) (b) + the pool with its true labels. Returns {"arms": {key: accuracy},
+    "self_training": its threshold, trials and how much of the pool it kept (and how much of that was
+    right, given `truth`)}."""
     images, labels = labelled
     fit_b = with_copies(fit, copies, labelled)
     arms = {"real": score(fit(images, labels), *test), "classical": score(fit_b(images, labels), *test)}
@@ -164,8 +173,41 @@ def pool_arms(
     if truth is not None and kept.any():
         info["kept_right"] = float((predicted[kept] == truth[kept]).float().mean())
     say(f"(s) {arms['self_training']:.1%} (threshold {threshold})")
-    arms["pool_gan"] = score(fit_b(torch.cat([images, pool]), torch.cat([labels, gan_labels])), *test)
+    arms.update(gan_arms(labelled, pool, test, gan_labels, fit_b, predict, score, threshold, vary, say))
     if truth is not None:
         arms["pool_oracle"] = score(fit_b(torch.cat([images, pool]), torch.cat([labels, truth])), *test)
-    say(f"(p) {arms['pool_gan']:.1%}" + (f", (t) {arms['pool_oracle']:.1%}" if truth is not None else ""))
+        say(f"(t) {arms['pool_oracle']:.1%}")
     return {"arms": arms, "self_training": info}
+
+
+def gan_arms(
+    labelled: tuple[torch.Tensor, torch.Tensor],
+    pool: torch.Tensor,
+    test: tuple[torch.Tensor, torch.Tensor],
+    gan_labels: torch.Tensor,
+    fit_b: Fit,
+    predict: Predict,
+    score: Callable[[object, torch.Tensor, torch.Tensor], float],
+    threshold: float,
+    vary: Vary | None = None,
+    say: Callable[[str], None] = lambda message: None,
+) -> dict[str, float]:
+    """The GAN's arms' accuracies on `test`, each through `fit_b` (which adds (b)'s copies): (p) the
+    labelled images and the pool with `gan_labels`; (r) self-training started from (p)'s classifier
+    instead of (b)'s, with self-training's `threshold`; given `vary`, (q) (p) + what `vary` makes of every
+    image of (p)'s set, labelled as (p) labels its source."""
+    images = torch.cat([labelled[0], pool])
+    labels = torch.cat([labelled[1], gan_labels])
+    classifier = fit_b(images, labels)
+    arms = {"pool_gan": score(classifier, *test)}
+    say(f"(p) {arms['pool_gan']:.1%}")
+    refined, _, kept = self_train(labelled, pool, fit_b, predict, threshold, start=classifier)
+    arms["pool_gan_self_training"] = score(refined, *test)
+    say(f"(r) {arms['pool_gan_self_training']:.1%} (kept {kept.float().mean():.0%} of the pool)")
+    if vary is not None:
+        made_images, made_labels = vary(images, labels)
+        arms["pool_gan_synthetic"] = score(
+            fit_b(torch.cat([images, made_images]), torch.cat([labels, made_labels])), *test
+        )
+        say(f"(q) {arms['pool_gan_synthetic']:.1%}")
+    return arms

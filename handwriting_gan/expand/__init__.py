@@ -27,10 +27,10 @@ confident labels, and classifier.pt labels more images from Python.
 Every finished step (each seed's tuning and arms, the synthetic images) is kept in `<out>.partial/` until
 `out` is complete; the same command run again continues from there, and `out` appears whole or not at all.
 
-One module per concern: settings (the checked plan), store (the work folder), measure (the held-out
-measurement), report (its table and sentence), pool (the semi-supervised GAN and the pool's labels),
-writing (the dataset, manifest, samples.png and review.png), progress (bars), command (the order of the
-steps).
+One module per concern: settings (the checked plan), reading (the labelled folder as converted), store
+(the work folder), measure (the held-out measurement), report (its table and sentence), writing (the
+dataset, manifest, samples.png and review.png, `out` whole), progress (bars), command (the order of the
+steps), pool (the same with a pool: the semi-supervised GAN or self-training labelling it).
 """
 
 from handwriting_gan.expand.command import expand, expand_folder, main

@@ -2,8 +2,9 @@
 part of each class tests the classifier trained on the rest in the study's arms (a) real, (b) + tuned
 classical augmentation and (g) + (b)'s copies + the augmenter's variations, each with the study's own
 pieces (augment/classical.py's copies and search, metrics/classifier.py's fit_for_steps). With a pool,
-the arms are (a), (b), (s) the pool labelled by self-training and (p) by the semi-supervised GAN, trained
-per seed without the held-out images (augment/pool.py), and the GAN's discriminator itself."""
+the arms are (a), (b), (s) the pool labelled by self-training, (p) by the semi-supervised GAN and (q) (p)
+with an augmenter variation of every image, trained per seed without the held-out images
+(augment/pool.py), and the GAN's discriminator itself."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 ARMS = (BY_KEY["real"], BY_KEY["classical"], BY_KEY["classical_augmenter"])
 BASELINE, EXPANDED = "classical", "classical_augmenter"
 #: Mixed into the seeds of the held-out draw and of the variations, so each is its own stream.
-HELD_OUT_STREAM, VARIATION_STREAM = 0x4E1D, 0x7A21
+HELD_OUT_STREAM, VARIATION_STREAM, POOL_VARIATION_STREAM = 0x4E1D, 0x7A21, 0x9051
 
 
 def stream_seed(*parts: int) -> int:
@@ -127,9 +128,11 @@ def measure_seed(
 def measure_pool_seed(plan: Plan, seed: int, folder, record: dict[str, Any]) -> dict[str, Any]:
     """Seed `seed` of the pool's measurement: the folder dataset holds `held_out_fraction` of each class
     out (drawn by the seed); the GAN (in `folder`/ssgan_seed_<seed>) and every arm train on the rest and
-    the pool, and are tested on the held-out images."""
+    the pool, and are tested on the held-out images. (q)'s variations are the plan's augmenter's, one of
+    each image."""
     from handwriting_gan.augment.pool import pool_arms, tuned_copies
-    from handwriting_gan.expand.pool import train_gan
+    from handwriting_gan.augmenter import Augmenter
+    from handwriting_gan.expand.gan import train_gan
     from handwriting_gan.models.classifier_file import load_classifier
     from handwriting_gan.shell import say
 
@@ -158,6 +161,15 @@ def measure_pool_seed(plan: Plan, seed: int, folder, record: dict[str, Any]) -> 
     )
     discriminator = load_classifier(gan)
     gan_labels = discriminator.label(pool)[0]
+    augmenter = Augmenter.load(plan.augmenter, plan.device)
+    augmenter.batch_size = plan.batch_size
+
+    def vary(vary_images, vary_labels):
+        made, made_labels, _ = augmenter.vary(
+            vary_images, vary_labels, 1, stream_seed(seed, POOL_VARIATION_STREAM)
+        )
+        return made, made_labels
+
     measured = pool_arms(
         (train_images, train_labels),
         pool,
@@ -169,6 +181,7 @@ def measure_pool_seed(plan: Plan, seed: int, folder, record: dict[str, Any]) -> 
         accuracy,
         seed,
         say=lambda message: say(f"  {message}"),
+        vary=vary,
     )
     record.update(
         measured,

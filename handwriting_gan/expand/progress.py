@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
-from handwriting_gan.shell import say
+from handwriting_gan.shell import duration, say
 
 
 class Progress:
@@ -48,7 +48,3 @@ class Progress:
             self.close()
         elif self.bar is not None:
             self.bar.close()
-
-
-def duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 90 else f"{int(seconds // 60)} min {seconds % 60:02.0f} s"

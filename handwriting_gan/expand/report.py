@@ -117,13 +117,29 @@ POOL_ARMS = (
     ("classical", "(b) + tuned classical aug."),
     ("self_training", "(s) (b) + the pool labelled by self-training"),
     ("pool_gan", "(p) (b) + the pool labelled by the semi-supervised GAN"),
+    ("pool_gan_synthetic", "(q) (p) + an augmenter variation of every image"),
+    ("pool_gan_self_training", "(r) self-training started from (p)'s classifier"),
+)
+#: The arms of the GAN, of which the best counts against self-training.
+GAN_ARMS = ("pool_gan", "pool_gan_synthetic", "pool_gan_self_training")
+
+
+#: The pool report's differences, in points: name, the arm, the arm it is measured against, the row's title.
+POOL_GAINS = (
+    ("over_self_training", "pool_gan", "self_training", "(p) − (s)"),
+    ("over_classical", "pool_gan", "classical", "(p) − (b)"),
+    ("synthetic_over_self_training", "pool_gan_synthetic", "self_training", "(q) − (s)"),
+    ("synthetic_over_pool", "pool_gan_synthetic", "pool_gan", "(q) − (p): what the variations add"),
+    ("refined_over_self_training", "pool_gan_self_training", "self_training", "(r) − (s)"),
 )
 
 
 def pool_summary(records: Sequence[dict[str, Any]], path: Path, classes: int) -> dict[str, Any]:
-    """report.json's content for the pool's measurement (measure.measure_pool_seed's records)."""
+    """report.json's content for the pool's measurement (measure.measure_pool_seed's records; an arm
+    missing from a seed's record, as (q) in one stored before it existed, is left out)."""
+    measured = [(key, title) for key, title in POOL_ARMS if all(key in r["arms"] for r in records)]
     arms = {}
-    for key, title in POOL_ARMS:
+    for key, title in measured:
         values = [record["arms"][key] for record in records]
         mean, std = mean_std(values)
         arms[key] = {"title": title, "test_acc": values, "mean": mean, "std": std}
@@ -135,10 +151,12 @@ def pool_summary(records: Sequence[dict[str, Any]], path: Path, classes: int) ->
         "mean": mean,
         "std": std,
     }
-    gains = {
-        name: [100 * (r["arms"]["pool_gan"] - r["arms"][other]) for r in records]
-        for name, other in (("over_self_training", "self_training"), ("over_classical", "classical"))
-    }
+    gains = {}
+    for name, arm, other, title in POOL_GAINS:
+        if arm in arms:
+            per_seed = [100 * (r["arms"][arm] - r["arms"][other]) for r in records]
+            mean, std = mean_std(per_seed)
+            gains[name] = {"title": title, "per_seed": per_seed, "mean": mean, "std": std}
     return {
         "folder": str(path.resolve()),
         "classes": classes,
@@ -147,27 +165,35 @@ def pool_summary(records: Sequence[dict[str, Any]], path: Path, classes: int) ->
         "training_images": [record["train"] for record in records],
         "self_training": [record["self_training"] for record in records],
         "arms": arms,
-        "gain": {
-            name: {"per_seed": g, "mean": mean_std(g)[0], "std": mean_std(g)[1]} for name, g in gains.items()
-        },
+        "gain": gains,
         "sentence": pool_verdict(records),
     }
 
 
 def pool_verdict(records: Sequence[dict[str, Any]]) -> str:
-    """One sentence: which arm scored best on average, and the GAN's labels (p) against self-training (s)
-    and (b), in points, with how many seeds (p) beat (s)."""
-    means = {key: mean_std([r["arms"][key] for r in records])[0] for key, _ in POOL_ARMS}
+    """One sentence: which arm scored best on average, the better of the GAN's arms against self-training
+    (s) and (b), in points, with how many seeds it beat (s), and what the variations of (q) added."""
+    means = {
+        key: mean_std([r["arms"][key] for r in records])[0]
+        for key, _ in POOL_ARMS
+        if all(key in r["arms"] for r in records)
+    }
+    titles = dict(POOL_ARMS)
     best = max(means, key=means.get)
-    over_s = 100 * (means["pool_gan"] - means["self_training"])
-    over_b = 100 * (means["pool_gan"] - means["classical"])
-    wins = sum(1 for r in records if r["arms"]["pool_gan"] > r["arms"]["self_training"])
-    title = dict(POOL_ARMS)[best]
-    return (
-        f"Best on this data: {title} ({100 * means[best]:.1f}% on the held-out images). The pool "
-        f"labelled by the semi-supervised GAN scored {over_s:+.1f} points against self-training and "
-        f"{over_b:+.1f} against (b) alone, and beat self-training in {wins} of {len(records)} seeds."
+    gan = max((key for key in GAN_ARMS if key in means), key=means.get)
+    letter = titles[gan][:3]
+    over_s = 100 * (means[gan] - means["self_training"])
+    over_b = 100 * (means[gan] - means["classical"])
+    wins = sum(1 for r in records if r["arms"][gan] > r["arms"]["self_training"])
+    sentence = (
+        f"Best on this data: {titles[best]} ({100 * means[best]:.1f}% on the held-out images). The GAN's "
+        f"better arm, {letter}, scored {over_s:+.1f} points against self-training and {over_b:+.1f} against "
+        f"(b) alone, and beat self-training in {wins} of {len(records)} seeds."
     )
+    if "pool_gan_synthetic" in means:
+        added = 100 * (means["pool_gan_synthetic"] - means["pool_gan"])
+        sentence += f" The synthetic variations of (q) changed (p) by {added:+.1f} points."
+    return sentence
 
 
 def pool_markdown(summary: dict[str, Any]) -> str:
@@ -182,8 +208,7 @@ def pool_markdown(summary: dict[str, Any]) -> str:
         "",
     ]
     lines += _arm_rows(summary)
-    for name, label in (("over_self_training", "(p) − (s)"), ("over_classical", "(p) − (b)")):
-        gain = summary["gain"][name]
+    for gain in summary["gain"].values():
         cells = [f"{value:+.1f}" for value in gain["per_seed"]]
-        lines.append(f"| {label}, points | " + " | ".join(cells) + f" | {_mean_std(gain, 1, '+')} |")
+        lines.append(f"| {gain['title']}, points | " + " | ".join(cells) + f" | {_mean_std(gain, 1, '+')} |")
     return "\n".join([*lines, "", summary["sentence"], ""])

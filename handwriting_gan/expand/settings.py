@@ -29,7 +29,7 @@ DEFAULT_FACTOR = 10
 MIN_HELD_OUT, MIN_TRAIN = 1, 3
 MIN_MEASURED = MIN_HELD_OUT + MIN_TRAIN
 #: Who may label a pool (`pool_labels`).
-POOL_LABELLERS = ("gan", "self_training")
+POOL_LABELLERS = ("gan", "gan_self_training", "self_training")
 #: The folder dataset's preprocessing keys the command passes on (conf/dataset/folder.yaml).
 DATASET_KEYS = ("ink", "ink_threshold", "fit_size", "image_size", "strict")
 
@@ -66,6 +66,8 @@ class Plan:
     pool_gan: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: Who labels the pool: "self_training" or "gan" (the semi-supervised GAN).
     pool_labels: str = "self_training"
+    #: With a pool: the augmenter's variations of each labelled and kept pool image added to `out`.
+    pool_variations: int = 0
 
     @property
     def work(self) -> Path:
@@ -249,6 +251,7 @@ def check_plan(cfg: DictConfig) -> Plan:
         min_confidence=float(min_confidence),
         pool_gan=pool_gan,
         pool_labels=str(cfg.pool_labels),
+        pool_variations=check_count("pool_variations", cfg.pool_variations, 0),
     )
     plan.datamodule()  # its constructor checks the preprocessing keys, reading nothing
     return plan

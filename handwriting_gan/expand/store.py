@@ -7,7 +7,8 @@ kept until `out` is complete so that the same command run again continues where 
                           stored as each is finished
     synthetic.pt          the augmenter's images for the expanded dataset, their labels and sources
     ssgan/                with a pool: the semi-supervised GAN's run folder (continued from its checkpoint)
-    pool_labels.pt        with a pool: every pool image's label and confidence
+    gan_labels.pt         with a pool and the GAN: every pool image's label and confidence by its classifier
+    pool_labels.pt        with a pool and self-training: the same, by self-training's last classifier
     measure/ssgan_seed_<s>/  with a pool and measure=true: seed s's GAN, trained without its held-out part
 """
 

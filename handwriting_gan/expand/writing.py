@@ -1,15 +1,17 @@
 """What `out` holds: the expanded dataset (the real images, then the synthetic ones) in the export formats
 of handwriting_gan.data.exports, each image marked real or synthetic; export.json, its manifest; and
-samples.png, each class's real images beside their variations."""
+samples.png, each class's real images beside their variations; written whole (write_folder)."""
 
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,7 +19,21 @@ from PIL import Image, ImageDraw
 
 from handwriting_gan import __version__
 from handwriting_gan.callbacks.samples import captioned_grid
-from handwriting_gan.data.exports import LABELS_FILE, NPZ_FILE, Samples, class_folders, write_export
+from handwriting_gan.data.exports import (
+    EXPORT_FILE,
+    LABELS_FILE,
+    NPZ_FILE,
+    Samples,
+    class_folders,
+    partial_folder,
+    write_export,
+)
+from handwriting_gan.expand.progress import Progress
+from handwriting_gan.expand.report import REPORT_JSON, REPORT_MD, markdown
+
+if TYPE_CHECKING:
+    from handwriting_gan.expand.reading import Folder
+    from handwriting_gan.expand.settings import Plan
 
 SAMPLES_FILE = "samples.png"
 #: samples.png's cells are the images enlarged this many times; the class names take this many pixels.
@@ -48,18 +64,29 @@ class Expanded:
         cls,
         real: tuple[torch.Tensor, torch.Tensor],
         pool: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+        made: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> Expanded:
         """The labelled `real` (images, labels), then the pool's (images, predicted labels, confidence,
-        pool index)."""
+        pool index), then the synthetic `made` (images, labels, the row of each one's source among the
+        labelled and pool images), each with its source's confidence: its label is its source's."""
         (images, labels), (pool_images, pool_labels, confidence, pool_index) = real, pool
-        n, m = len(labels), len(pool_labels)
+        if made is None:
+            made = (images[:0], labels[:0], torch.zeros(0, dtype=torch.int64))
+        n, m, k = len(labels), len(pool_labels), len(made[1])
+        confidences = torch.cat([torch.ones(n), confidence.float()])
         return cls(
-            torch.cat([images, pool_images]),
-            torch.cat([labels, pool_labels]),
-            torch.zeros(n + m, dtype=torch.bool),
-            torch.full((n + m,), -1, dtype=torch.int64),
-            torch.cat([torch.full((n,), -1, dtype=torch.int64), pool_index.to(torch.int64)]),
-            torch.cat([torch.ones(n), confidence.float()]),
+            torch.cat([images, pool_images, made[0]]),
+            torch.cat([labels, pool_labels, made[1]]),
+            torch.cat([torch.zeros(n + m, dtype=torch.bool), torch.ones(k, dtype=torch.bool)]),
+            torch.cat([torch.full((n + m,), -1, dtype=torch.int64), made[2].to(torch.int64)]),
+            torch.cat(
+                [
+                    torch.full((n,), -1, dtype=torch.int64),
+                    pool_index.to(torch.int64),
+                    torch.full((k,), -1, dtype=torch.int64),
+                ]
+            ),
+            torch.cat([confidences, confidences[made[2]]]),
         )
 
     @property
@@ -267,3 +294,62 @@ def _named_rows(grid: Image.Image, class_names: Sequence[str]) -> Image.Image:
     for label, name in enumerate(class_names):
         draw.text((4, label * row_height + row_height // 2 - 6), str(name)[:11], fill=white)
     return sheet
+
+
+def augmenter_record(plan: Plan, augmenter, sources: str) -> dict[str, Any]:
+    """export.json's `augmenter`: what made the synthetic images, its file and digest, the seed, and what
+    each synthetic image's `source` means."""
+    from handwriting_gan.augmenter import augmenter_file
+    from handwriting_gan.files import file_digest
+
+    generator_file = augmenter_file(plan.augmenter)
+    return {
+        **augmenter.describe(),
+        "file": str(generator_file.resolve()),
+        "sha256": file_digest(generator_file),
+        "seed": plan.seed,
+        "sources": sources,
+    }
+
+
+def folder_manifest(plan: Plan, folder: Folder, expanded: Expanded, **provenance: Any) -> dict[str, Any]:
+    """export.json of an expansion of `folder`: writing.manifest with what every expansion records."""
+    return manifest(
+        fmt=plan.format,
+        source_folder=plan.path,
+        class_names=folder.class_names,
+        expanded=expanded,
+        originals=folder.originals,
+        skipped=folder.skipped,
+        **provenance,
+    )
+
+
+def write_folder(
+    plan: Plan,
+    folder: Folder,
+    expanded: Expanded,
+    record: dict[str, Any],
+    summary: dict[str, Any] | None,
+    sheets: dict[str, Any],
+    pool_files: tuple[str, ...] = (),
+    copies: dict[str, Path] | None = None,
+    render: Callable[[dict[str, Any]], str] = markdown,
+) -> None:
+    """`out`, whole: the dataset, the `sheets` (file name -> picture), `copies` (file name -> file), the
+    report and, last, export.json (`record`), written into a temporary sibling renamed into place (the
+    export command's partial_folder)."""
+    with (
+        Progress(f"Writing {len(expanded.labels)} images ({plan.format})", 1) as progress,
+        partial_folder(plan.out, plan.overwrite) as partial,
+    ):
+        write_dataset(partial, plan.format, expanded, folder.class_names, pool_files)
+        for name, sheet in sheets.items():
+            sheet.save(partial / name)
+        for name, file in (copies or {}).items():
+            shutil.copyfile(file, partial / name)
+        if summary is not None:
+            (partial / REPORT_MD).write_text(render(summary))
+            (partial / REPORT_JSON).write_text(json.dumps(summary, indent=2) + "\n")
+        (partial / EXPORT_FILE).write_text(json.dumps(record, indent=1) + "\n")  # last: what marks it whole
+        progress.advance()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from handwriting_gan.augment.pool import POOL_ARMS, choose_threshold, pool_arms, self_train
+from handwriting_gan.augment.pool import POOL_ARMS, choose_threshold, gan_arms, pool_arms, self_train
 
 
 class Centroids:
@@ -100,7 +100,7 @@ def test_no_copy_of_a_validation_image_reaches_the_threshold_trials():
 
 
 def test_the_pool_arms_are_listed_once_with_the_oracle_last():
-    assert [arm.letter for arm in POOL_ARMS] == ["s", "p", "t"]
+    assert [arm.letter for arm in POOL_ARMS] == ["s", "p", "q", "r", "t"]
     assert "oracle" in POOL_ARMS[-1].name and POOL_ARMS[-1].title.startswith("(t)")
 
 
@@ -117,12 +117,49 @@ def test_the_pool_arms_train_on_what_each_adds():
     def copies(copy_images, copy_labels):
         return copy_images + 0.1, copy_labels
 
+    varied = []
+
+    def vary(vary_images, vary_labels):
+        varied.append(vary_labels)
+        return vary_images - 0.1, vary_labels
+
     wrong = 1 - truth  # a GAN that labels every pool image wrongly
-    record = pool_arms((images, labels), pool, test, copies, wrong, counting_fit, predict, score, 0, truth)
-    assert set(record["arms"]) == {"real", "classical", "self_training", "pool_gan", "pool_oracle"}
+    record = pool_arms(
+        (images, labels), pool, test, copies, wrong, counting_fit, predict, score, 0, truth, vary=vary
+    )
+    assert set(record["arms"]) == {
+        "real",
+        "classical",
+        "self_training",
+        "pool_gan",
+        "pool_gan_synthetic",
+        "pool_gan_self_training",
+        "pool_oracle",
+    }
     assert sizes[:2] == [10, 20]  # (a) the labelled images; (b) with their copies
-    assert sizes[-2:] == [80, 80]  # (p) and (t): labelled, copies and the whole pool
-    assert record["arms"]["pool_oracle"] > 0.9 > record["arms"]["pool_gan"]
+    # (p) and (t): labelled, copies and the whole pool; (r): two rounds of (b) + the kept part of the pool;
+    # (q): (p) and a variation of each labelled and pool image
+    assert sizes[-5] == sizes[-1] == 80 and all(20 <= size <= 80 for size in sizes[-4:-2])
+    assert sizes[-2] == 150
+    # (q) varies the images with the labels (p) trained on: the labelled ones' and the GAN's.
+    assert torch.equal(varied[0], torch.cat([labels, wrong]))
+    arms = record["arms"]
+    assert arms["pool_oracle"] > 0.9 > max(arms["pool_gan"], arms["pool_gan_synthetic"])
     assert record["self_training"]["kept_right"] > 0.9
     without_truth = pool_arms((images, labels), pool, test, copies, wrong, fit, predict, score, 0)
     assert "pool_oracle" not in without_truth["arms"] and "kept_right" not in without_truth["self_training"]
+    assert "pool_gan_synthetic" not in without_truth["arms"]  # no (q) without a way to vary
+
+
+def test_the_gans_self_training_arm_starts_from_the_classifier_of_the_gans_labels():
+    images, labels = two_clusters(10, 4)
+    pool, truth = two_clusters(60, 5)
+    test = two_clusters(40, 6)
+    # (s) from (b)'s classifier labels this pool right at any threshold; (r) starts from (p)'s instead, so
+    # a GAN that swaps every label keeps (r) wrong where every pool image is kept, and right ones make it
+    # right.
+    wrong = gan_arms((images, labels), pool, test, 1 - truth, fit, predict, score, threshold=0.0)
+    assert wrong["pool_gan"] < 0.1 and wrong["pool_gan_self_training"] < 0.1
+    right = gan_arms((images, labels), pool, test, truth, fit, predict, score, threshold=0.0)
+    assert right["pool_gan"] > 0.9 and right["pool_gan_self_training"] > 0.9
+    assert "pool_gan_synthetic" not in right  # no (q) without a way to vary
