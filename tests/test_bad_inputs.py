@@ -106,6 +106,7 @@ COMMANDS = [
     ("handwriting_gan.export", "export"),
     ("handwriting_gan.study", "study"),
     ("handwriting_gan.expand", "expand"),
+    ("handwriting_gan.study.pool", "pool_study"),
 ]
 
 

@@ -93,7 +93,7 @@ def test_the_command_prints_the_missing_plugin_in_one_line(without_plugin_config
     assert line.startswith("error: hydra/launcher=joblib needs a Hydra plugin") and "[cluster]" in line
 
 
-@pytest.mark.parametrize("config_name", ["train", "evaluate", "export", "study", "expand"])
+@pytest.mark.parametrize("config_name", ["train", "evaluate", "export", "study", "expand", "pool_study"])
 def test_every_command_prints_an_unknown_key_in_one_line(monkeypatch, capsys, config_name):
     monkeypatch.setattr("sys.argv", [f"hwgan-{config_name}", "bogus=1"])
     with pytest.raises(SystemExit) as caught:
