@@ -19,6 +19,23 @@ DISCRIMINATOR_TITLE = "the GAN's discriminator itself"
 def pool_table(plan, records: Sequence[dict]) -> str:
     """The table of `records` (each seed's, in order) as markdown, after a line that says what it holds
     (from `plan`, the command's PoolStudy)."""
+    first = records[0]
+    oracle = _letter(ORACLE)
+    variations = f"(q) varies with augmenter={plan.augmenter}" if plan.augmenter else "(q) left out"
+    what = (
+        f"Test accuracy (%) on the test split of {plan.describe()} ({first['test']} images): "
+        f"{plan.labels_per_class} labelled images per class ({first['labelled']} in all) and a pool of "
+        f"{first['pool']} unlabelled ones. Semi-supervised GAN (model=ssgan_mlp) of {plan.gan_batches} "
+        f"batches of {plan.gan_batch_size}, arm classifiers of {plan.arm_steps} steps, {variations}. "
+        f"Shares: (arm − (b)) / (({oracle}) − (b)), the part of the oracle's gain over (b) an arm gets; "
+        f"paired by seed."
+    )
+    return "\n".join([what, "", *pool_rows(records)])
+
+
+def pool_rows(records: Sequence[dict]) -> list[str]:
+    """The table's markdown lines: a row per arm and for the discriminator, then the shares of the
+    oracle's gain and each GAN arm against self-training, a column per seed and mean ± std."""
     header = ["arm", *[f"seed {record['seed']}" for record in records], "mean ± std"]
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     for arm in (*BASE_ARMS, *POOL_ARMS):
@@ -34,17 +51,7 @@ def pool_table(plan, records: Sequence[dict]) -> str:
         if arm.key not in (ORACLE, SELF_TRAINING):
             gaps = [_difference(record["arms"], arm.key, SELF_TRAINING) for record in records]
             lines.append(_row(f"({arm.letter}) − ({own}), points", gaps, _signed))
-    first = records[0]
-    variations = f"(q) varies with augmenter={plan.augmenter}" if plan.augmenter else "(q) left out"
-    what = (
-        f"Test accuracy (%) on the test split of {plan.describe()} ({first['test']} images): "
-        f"{plan.labels_per_class} labelled images per class ({first['labelled']} in all) and a pool of "
-        f"{first['pool']} unlabelled ones. Semi-supervised GAN (model=ssgan_mlp) of {plan.gan_batches} "
-        f"batches of {plan.gan_batch_size}, arm classifiers of {plan.arm_steps} steps, {variations}. "
-        f"Shares: (arm − (b)) / (({oracle}) − (b)), the part of the oracle's gain over (b) an arm gets; "
-        f"paired by seed."
-    )
-    return "\n".join([what, "", *lines])
+    return lines
 
 
 def _letter(key: str) -> str:
