@@ -34,7 +34,14 @@ import torch
 from omegaconf import OmegaConf
 
 from handwriting_gan.augment.classical import Search
-from handwriting_gan.augment.pool import POOL_ARMS, gan_arms, pool_arms, tuned_copies, with_copies
+from handwriting_gan.augment.pool import (
+    POOL_ARMS,
+    gan_arms,
+    one_variation,
+    pool_arms,
+    tuned_copies,
+    with_copies,
+)
 from handwriting_gan.augmenter import Augmenter
 from handwriting_gan.config import compose_config
 from handwriting_gan.metrics.classifier import (
@@ -81,17 +88,6 @@ def expanded_source(args, seed: int):
     return split.labelled[0], names[split.labelled[1]], split.unlabelled, hidden[split.source_index], test, 10
 
 
-def variations(seed: int):
-    """(q)'s vary: one variation of each image by the shipped augmenter, seeded."""
-    augmenter = Augmenter.load("omniglot")
-
-    def vary(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        made, made_labels, _ = augmenter.vary(images, labels, 1, seed)
-        return made, made_labels
-
-    return vary
-
-
 def run_seed(args, seed: int, work: Path) -> dict:
     record_file = work / f"seed_{seed}.json"
     stored = json.loads(record_file.read_text()) if record_file.is_file() else None
@@ -120,7 +116,7 @@ def run_seed(args, seed: int, work: Path) -> dict:
 
     discriminator = load_classifier(gan_file)
     gan_labels = discriminator.label(pool)[0]
-    vary = variations(seed)
+    vary = one_variation(Augmenter.load("omniglot"), seed)
     if stored is not None:  # stored before (q) and (r) were measured: its arms stand, they join them
         chosen = json.loads(json.dumps(record["classical_choice"]["setting"]))  # as the JSON holds it
         if stored["classical_choice"]["setting"] != chosen:

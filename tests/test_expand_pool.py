@@ -272,7 +272,7 @@ def pool_record(seed: int, **arms: float) -> dict:
     return {"seed": seed, "held_out": 4, "train": 12, "self_training": {}, "discriminator": 0.5, "arms": arms}
 
 
-def test_the_pool_report_counts_the_better_gan_arm_against_self_training_and_what_the_variations_add(
+def test_the_pool_report_counts_the_best_gan_arm_against_self_training_and_what_the_variations_add(
     tmp_path,
 ):
     from handwriting_gan.expand.report import pool_markdown, pool_summary
@@ -284,7 +284,7 @@ def test_the_pool_report_counts_the_better_gan_arm_against_self_training_and_wha
     summary = pool_summary(records, tmp_path, 3)
     assert summary["gain"]["synthetic_over_pool"]["per_seed"] == pytest.approx([10.0, 4.0])
     assert summary["gain"]["over_self_training"]["per_seed"] == pytest.approx([-5.0, -2.0])
-    # (q) is the GAN's better arm here: it is what the sentence sets against self-training.
+    # (q) is the GAN's best arm here: it is what the sentence sets against self-training.
     assert "(q), scored +3.5 points against self-training" in summary["sentence"]
     assert "beat self-training in 2 of 2 seeds" in summary["sentence"]
     assert "changed (p) by +7.0 points" in summary["sentence"]

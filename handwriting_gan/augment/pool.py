@@ -74,6 +74,17 @@ def tuned_copies(
     return best, trials, copies
 
 
+def one_variation(augmenter, seed: int) -> Vary:
+    """(q)'s `vary`: one variation of every image by `augmenter` (handwriting_gan.augmenter.Augmenter, or
+    anything with its `vary(images, labels, copies, seed)`), labelled as its source, drawn by `seed`."""
+
+    def vary(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        made, made_labels, _ = augmenter.vary(images, labels, 1, seed)
+        return made, made_labels
+
+    return vary
+
+
 def with_copies(fit: Fit, copies: Copies, labelled: tuple[torch.Tensor, torch.Tensor]) -> Fit:
     """`fit` that adds (b)'s copies of the `labelled` images to whatever it is given: the copies of only
     these images, so that a validation part held out of them never reaches training through its copies."""

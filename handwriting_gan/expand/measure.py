@@ -130,7 +130,7 @@ def measure_pool_seed(plan: Plan, seed: int, folder, record: dict[str, Any]) -> 
     out (drawn by the seed); the GAN (in `folder`/ssgan_seed_<seed>) and every arm train on the rest and
     the pool, and are tested on the held-out images. (q)'s variations are the plan's augmenter's, one of
     each image."""
-    from handwriting_gan.augment.pool import pool_arms, tuned_copies
+    from handwriting_gan.augment.pool import one_variation, pool_arms, tuned_copies
     from handwriting_gan.augmenter import Augmenter
     from handwriting_gan.expand.gan import train_gan
     from handwriting_gan.models.classifier_file import load_classifier
@@ -164,11 +164,7 @@ def measure_pool_seed(plan: Plan, seed: int, folder, record: dict[str, Any]) -> 
     augmenter = Augmenter.load(plan.augmenter, plan.device)
     augmenter.batch_size = plan.batch_size
 
-    def vary(vary_images, vary_labels):
-        made, made_labels, _ = augmenter.vary(
-            vary_images, vary_labels, 1, stream_seed(seed, POOL_VARIATION_STREAM)
-        )
-        return made, made_labels
+    vary = one_variation(augmenter, stream_seed(seed, POOL_VARIATION_STREAM))
 
     measured = pool_arms(
         (train_images, train_labels),

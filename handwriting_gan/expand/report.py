@@ -171,7 +171,7 @@ def pool_summary(records: Sequence[dict[str, Any]], path: Path, classes: int) ->
 
 
 def pool_verdict(records: Sequence[dict[str, Any]]) -> str:
-    """One sentence: which arm scored best on average, the better of the GAN's arms against self-training
+    """One sentence: which arm scored best on average, the best of the GAN's arms against self-training
     (s) and (b), in points, with how many seeds it beat (s), and what the variations of (q) added."""
     means = {
         key: mean_std([r["arms"][key] for r in records])[0]
@@ -187,7 +187,7 @@ def pool_verdict(records: Sequence[dict[str, Any]]) -> str:
     wins = sum(1 for r in records if r["arms"][gan] > r["arms"]["self_training"])
     sentence = (
         f"Best on this data: {titles[best]} ({100 * means[best]:.1f}% on the held-out images). The GAN's "
-        f"better arm, {letter}, scored {over_s:+.1f} points against self-training and {over_b:+.1f} against "
+        f"best arm, {letter}, scored {over_s:+.1f} points against self-training and {over_b:+.1f} against "
         f"(b) alone, and beat self-training in {wins} of {len(records)} seeds."
     )
     if "pool_gan_synthetic" in means:

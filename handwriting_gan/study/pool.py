@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from handwriting_gan.augment.classical import Search
-from handwriting_gan.augment.pool import pool_arms, tuned_copies
+from handwriting_gan.augment.pool import one_variation, pool_arms, tuned_copies
 from handwriting_gan.augmenter import Augmenter, augmenter_file
 from handwriting_gan.config import compose_config, instantiate
 from handwriting_gan.errors import ConfigError
@@ -46,7 +46,7 @@ from handwriting_gan.runs import RunFolder
 from handwriting_gan.schema import validate
 from handwriting_gan.shell import check_count, choose_device, command, compose_checked, say, set_threads
 from handwriting_gan.study.pool_report import pool_table
-from handwriting_gan.study.settings import override_key
+from handwriting_gan.study.settings import override_key, override_list
 from handwriting_gan.study.store import ResultsFile
 
 #: <out>/RESULTS_FILE holds every finished seed; <out>/TABLE_FILE the table; <out>/RUNS_FOLDER the GAN runs.
@@ -185,21 +185,15 @@ def check_pool_study(cfg: DictConfig) -> PoolStudy:
 
 
 def _check_gan_overrides(value) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, ListConfig | list) or not all(isinstance(o, str) for o in value):
-        raise ConfigError(
-            f"gan_overrides={value} must be a list of training overrides, e.g. "
-            f"'gan_overrides=[\"model.discriminator.hidden=[500,250]\"]'."
-        )
-    for override in value:
-        if "=" not in override and not override.startswith("~"):
-            raise ConfigError(f"gan_overrides holds {override!r}, which is not an override key=value.")
+    overrides = override_list(
+        "gan_overrides", value, "'gan_overrides=[\"model.discriminator.hidden=[500,250]\"]'"
+    )
+    for override in overrides:
         key = override_key(override)
         reason = GAN_KEYS.get(key) or GAN_NODES.get(key.split(".")[0])
         if reason is not None:
             raise ConfigError(f"gan_overrides holds {override}, but {reason}.")
-    return tuple(value)
+    return overrides
 
 
 # -- results.json -----------------------------------------------------------------------------------
@@ -336,13 +330,7 @@ def measure_seed(plan: PoolStudy, seed: int, data: SeedData, augmenter) -> dict[
     best, trials, copies = tuned_copies(
         data.labelled, data.num_classes, plan.classical_search, fit, accuracy, seed
     )
-    vary = None
-    if augmenter is not None:
-
-        def vary(images, labels):
-            made, made_labels, _ = augmenter.vary(images, labels, 1, seed)
-            return made, made_labels
-
+    vary = None if augmenter is None else one_variation(augmenter, seed)
     measured = pool_arms(
         data.labelled,
         data.pool,

@@ -247,19 +247,25 @@ def _check_probability(key: str, value) -> float:
     return float(value)
 
 
-def _check_train_overrides(value, gan_steps: int | None) -> tuple[str, ...]:
+def override_list(name: str, value, example: str) -> tuple[str, ...]:
+    """`value`, a setting `name` that lists training overrides (key=value or ~key), as a tuple; a
+    ConfigError with `example` for anything else."""
     if value is None:
         return ()
     if not isinstance(value, ListConfig | list) or not all(isinstance(o, str) for o in value):
-        raise ConfigError(
-            f"train_overrides={value} must be a list of training overrides, e.g. "
-            f"train_overrides=[augment=diffaugment,trainer.max_epochs=300]."
-        )
-    overrides = tuple(value)
+        raise ConfigError(f"{name}={value} must be a list of training overrides, e.g. {example}.")
+    for override in value:
+        if "=" not in override and not override.startswith("~"):
+            raise ConfigError(f"{name} holds {override!r}, which is not an override key=value.")
+    return tuple(value)
+
+
+def _check_train_overrides(value, gan_steps: int | None) -> tuple[str, ...]:
+    overrides = override_list(
+        "train_overrides", value, "train_overrides=[augment=diffaugment,trainer.max_epochs=300]"
+    )
     for override in overrides:
         key = override_key(override)
-        if "=" not in override and not override.startswith("~"):
-            raise ConfigError(f"train_overrides holds {override!r}, which is not an override key=value.")
         if key in RUN_GROUPS:
             raise ConfigError(
                 f"train_overrides holds {override}: choose the {key} with the study's own {key}=<name> "
