@@ -45,6 +45,7 @@ def train_pool_gan(overrides: list[str], run_dir: Path, seed: int) -> Path:
 
     from handwriting_gan.assembly import build
     from handwriting_gan.callbacks.epoch_lines import EpochLines
+    from handwriting_gan.callbacks.preemption import Preemption
     from handwriting_gan.config import compose_config
     from handwriting_gan.files import atomic_path
     from handwriting_gan.models.classifier_file import save_classifier
@@ -72,6 +73,9 @@ def train_pool_gan(overrides: list[str], run_dir: Path, seed: int) -> Path:
             logger.setLevel(level)
         trainer, game, datamodule = build(cfg)
         trainer.callbacks.append(EpochLines(NAME))
+        for callback in trainer.callbacks:
+            if isinstance(callback, Preemption):  # the run is the calling command's step, not a `resume=`
+                callback.continue_with = "Run the same command again to continue from it."
         trainer.fit(game, datamodule=datamodule, ckpt_path=run.checkpoint if resume else None)
     finally:
         for logger, level in levels.items():

@@ -183,6 +183,27 @@ def test_an_interrupted_expansion_continues_from_the_gans_checkpoint(folders, tm
     assert (tmp_path / "out" / "export.json").is_file() and not (tmp_path / "out.partial").exists()
 
 
+def test_a_signal_during_the_pools_gan_says_to_run_the_same_command_again(
+    folders, tmp_path, monkeypatch, capsys
+):
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    labelled, pool = folders
+
+    def stop(self, trainer, game):
+        if trainer.current_epoch == 2:  # as Lightning raises it at the batch boundary after a SIGTERM
+            raise SIGTERMException()
+
+    monkeypatch.setattr(EpochLines, "on_train_epoch_start", stop, raising=False)
+    with pytest.raises(SIGTERMException):
+        expand(labelled, pool, tmp_path / "out")
+    console = capsys.readouterr().err
+    # The GAN is a step of expand, not a run a person resumes with `python -m handwriting_gan resume=`.
+    assert "Stopped by a signal at the end of epoch 2" in console
+    assert "Run the same command again" in console and "resume=" not in console
+    assert (tmp_path / "out.partial" / "ssgan" / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_measure_true_compares_the_gans_labels_with_self_training_on_held_out_images(folders, tmp_path):
     labelled, pool = folders
     labelled = draw_letters(tmp_path / "labelled_6", per_class=6, junk=False)

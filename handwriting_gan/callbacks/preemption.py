@@ -25,8 +25,11 @@ class Preemption(L.Callback):
     (an `hpc_ckpt_*.ckpt` and `scontrol requeue` of the same command line) from taking the signal:
     a run continues only through `resume=`, which checks the checkpoint against the config."""
 
-    def __init__(self) -> None:
+    def __init__(self, continue_with: str | None = None) -> None:
         self._previous_sigusr1: signal.Handlers | object | None = None
+        #: What the stop message tells a person to run; None: the training command's `resume=`. A
+        #: command that trains a run of its own (expand, the pool study) says to run itself again.
+        self.continue_with = continue_with
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit" and threading.current_thread() is threading.main_thread():
@@ -53,7 +56,9 @@ class Preemption(L.Callback):
             if trainer.is_global_zero:
                 say(f"Stopped by a signal at {where}; no checkpoint written (callbacks.checkpoint is off).")
             return
-        resume = f"Continue with: python -m handwriting_gan resume={checkpoint.path.parent.parent}"
+        resume = self.continue_with or (
+            f"Continue with: python -m handwriting_gan resume={checkpoint.path.parent.parent}"
+        )
         if done < trainer.num_training_batches and not _resumable_inside_epochs(trainer):
             if not trainer.is_global_zero:
                 return
