@@ -40,6 +40,7 @@ def _umask() -> int:
     return mask
 
 
-def file_digest(path: Path) -> str:
-    """The first 24 hex digits of the file's SHA-256: what export.json records of a network file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:24]
+def file_digest(path: Path, length: int = 24) -> str:
+    """The first `length` hex digits of the file's SHA-256: 24 in export.json's records of a network file;
+    64, the whole digest, where files must be told apart by their bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:length]

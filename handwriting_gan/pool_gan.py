@@ -23,10 +23,14 @@ def gan_length(labelled: int, pool: int, batches: int, batch_size: int) -> tuple
     return max(1, math.ceil(batches / per_epoch)), per_epoch, batch
 
 
-def length_overrides(epochs: int, batch: int, decay_fraction: float = LR_DECAY_FRACTION) -> list[str]:
-    """The training overrides of that length, its learning-rate decay, and a run started by a command:
-    no bar (EpochLines says how far it is), no sample grids or loss figures (of no use to a labeller)."""
+def run_overrides(
+    epochs: int, batch: int, device: str, decay_fraction: float = LR_DECAY_FRACTION
+) -> list[str]:
+    """The training overrides of that length, its learning-rate decay, the accelerator of `device` (cpu,
+    cuda or cuda:<index>), and a run started by a command: no bar (EpochLines says how far it is), no
+    sample grids or loss figures (of no use to a labeller)."""
     return [
+        "trainer.accelerator=" + ("gpu" if device.startswith("cuda") else "cpu"),
         f"dataset.batch_size={batch}",
         f"trainer.max_epochs={epochs}",
         f"model.lr_decay_epochs={round(decay_fraction * epochs)}",

@@ -17,6 +17,7 @@ from handwriting_gan.data.base import ImageDataModule
 from handwriting_gan.data.conversion import Conversion, convert_characters, grey_square
 from handwriting_gan.data.preprocess import Preprocessing, image_suffixes
 from handwriting_gan.errors import ConfigError, DataError
+from handwriting_gan.files import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -281,8 +282,10 @@ class FolderDataModule(ImageDataModule):
         conversion = Conversion.cached(
             path, convert, [f"Pool folder {root}"], str(root), self.strict, self.preprocessing, ("pool",)
         )
-        labelled = {_file_hash(self.path / name) for name in self.listing().files}
-        unique = torch.tensor([_file_hash(root / files[int(i)]) not in labelled for i in conversion.kept])
+        labelled = {file_digest(self.path / name, 64) for name in self.listing().files}
+        unique = torch.tensor(
+            [file_digest(root / files[int(i)], 64) not in labelled for i in conversion.kept]
+        )
         if not bool(unique.all()):
             log.warning(
                 "Dropped %d pool images byte-identical to labelled images of %s.",
@@ -292,7 +295,3 @@ class FolderDataModule(ImageDataModule):
         if not bool(unique.any()):
             raise DataError(f"dataset.unlabeled={root}: every usable image is a copy of a labelled one.")
         return conversion.images[unique].unsqueeze(1), conversion.kept[unique]
-
-
-def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

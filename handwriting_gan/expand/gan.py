@@ -10,7 +10,7 @@ from pathlib import Path
 
 from handwriting_gan.expand.reading import Pool, PoolLabels, load_labels, save_labels
 from handwriting_gan.expand.settings import Plan
-from handwriting_gan.pool_gan import gan_length, length_overrides, train_pool_gan
+from handwriting_gan.pool_gan import gan_length, run_overrides, train_pool_gan
 from handwriting_gan.runs import RunFolder
 from handwriting_gan.shell import duration, say
 
@@ -19,15 +19,12 @@ GAN_FOLDER, GAN_LABELS = "ssgan", "gan_labels.pt"
 
 
 def gan_overrides(
-    plan: Plan, labelled_images: int, pool_images: int, seed: int | None = None, held_out: float = 0.0
+    plan: Plan, epochs: int, batch: int, seed: int | None = None, held_out: float = 0.0
 ) -> list[str]:
-    """The training config of the pool's GAN: model=ssgan_mlp on the folder and its pool, as long as
-    `pool_gan.batches` batches (whole epochs: an epoch is one pass over the larger of the two sets). With
-    `held_out`, the folder dataset holds that part of each class out (drawn by `seed`, as the
-    measurement's arms draw it), and the GAN never sees it."""
-    epochs, _, batch = gan_length(
-        labelled_images, pool_images, plan.pool_gan["batches"], plan.pool_gan["batch_size"]
-    )
+    """The training config of the pool's GAN: model=ssgan_mlp on the folder and its pool, `epochs` epochs
+    of batches of `batch` labelled + `batch` pool images (pool_gan.gan_length). With `held_out`, the
+    folder dataset holds that part of each class out (drawn by `seed`, as the measurement's arms draw
+    it), and the GAN never sees it."""
     dataset = [f"dataset.{key}={value}" for key, value in plan.dataset.items() if value is not None]
     return [
         "model=ssgan_mlp",
@@ -38,8 +35,7 @@ def gan_overrides(
         *dataset,
         f"paths.cache_dir={plan.cache_dir.resolve()}",
         f"seed={plan.seed if seed is None else seed}",
-        "trainer.accelerator=" + ("gpu" if plan.device == "cuda" else "cpu"),
-        *length_overrides(epochs, batch, plan.pool_gan["lr_decay_fraction"]),
+        *run_overrides(epochs, batch, plan.device, plan.pool_gan["lr_decay_fraction"]),
     ]
 
 
@@ -52,20 +48,20 @@ def train_gan(
     held_out: float = 0.0,
 ) -> Path:
     """The pool's GAN, trained in the run folder `folder` (continued from its checkpoint when one is
-    there; `seed` and `held_out` as gan_overrides takes them); returns its classifier.pt."""
+    there; `seed` and `held_out` as gan_overrides takes them), as long as `pool_gan.batches` batches in
+    whole epochs of one pass over the larger of the two sets; returns its classifier.pt."""
     run = RunFolder(folder)
     if run.classifier_file.is_file():
         return run.classifier_file
-    overrides = gan_overrides(plan, labelled_images, pool_images, seed, held_out)
-    epochs = gan_length(labelled_images, pool_images, plan.pool_gan["batches"], plan.pool_gan["batch_size"])[
-        0
-    ]
+    epochs, _, batch = gan_length(
+        labelled_images, pool_images, plan.pool_gan["batches"], plan.pool_gan["batch_size"]
+    )
     say(
         f"Training the semi-supervised GAN on {labelled_images} labelled and {pool_images} pool images "
         f"({epochs} epochs, {plan.pool_gan['batches']} batches)"
         f"{' from its checkpoint' if run.checkpoint.is_file() else ''}; TensorBoard: {run.tensorboard_dir}"
     )
-    return train_pool_gan(overrides, run.path, plan.seed)
+    return train_pool_gan(gan_overrides(plan, epochs, batch, seed, held_out), run.path, plan.seed)
 
 
 def label_pool(classifier_file: Path, pool: Pool, work: Path, device: str) -> PoolLabels:

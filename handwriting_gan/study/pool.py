@@ -41,7 +41,7 @@ from handwriting_gan.metrics.classifier import (
     settings_for_steps,
 )
 from handwriting_gan.models.classifier_file import load_classifier
-from handwriting_gan.pool_gan import gan_length, length_overrides, train_pool_gan
+from handwriting_gan.pool_gan import gan_length, run_overrides, train_pool_gan
 from handwriting_gan.runs import RunFolder
 from handwriting_gan.schema import validate
 from handwriting_gan.shell import check_count, choose_device, command, compose_checked, say, set_threads
@@ -252,8 +252,7 @@ def gan_overrides(
         return overrides
     return [
         *overrides,
-        "trainer.accelerator=" + ("gpu" if plan.device.startswith("cuda") else "cpu"),
-        *length_overrides(epochs, batch),
+        *run_overrides(epochs, batch, plan.device),
         *plan.gan_overrides,
     ]
 
