@@ -13,7 +13,7 @@ labelled by the expansion's GAN; (q) (p) + one variation of every image by the s
 self-training started from (p)'s classifier; (t) (b) + the pool with its TRUE labels, an oracle. Every
 choice is made on labelled validation images; the test split is only scored. Each seed's results go to
 <work>/expand_<K>/seed_<s>.json, and a run continues from them; a stored seed without an arm added since
-gets the GAN's arms measured again (its other arms stand).
+is measured again.
 
 For a dataset's own split (Chars74K, Omniglot, MNIST as it is stored) the command itself measures the same
 arms with a GAN of its own: python -m handwriting_gan.study.pool dataset=<name> labels_per_class=K.
@@ -36,11 +36,9 @@ from omegaconf import OmegaConf
 from handwriting_gan.augment.classical import Search
 from handwriting_gan.augment.pool import (
     POOL_ARMS,
-    gan_arms,
     one_variation,
     pool_arms,
     tuned_copies,
-    with_copies,
 )
 from handwriting_gan.augmenter import Augmenter
 from handwriting_gan.config import compose_config
@@ -90,9 +88,10 @@ def expanded_source(args, seed: int):
 
 def run_seed(args, seed: int, work: Path) -> dict:
     record_file = work / f"seed_{seed}.json"
-    stored = json.loads(record_file.read_text()) if record_file.is_file() else None
-    if stored is not None and all(arm.key in stored["arms"] for arm in POOL_ARMS):
-        return stored
+    if record_file.is_file():
+        stored = json.loads(record_file.read_text())
+        if all(arm.key in stored["arms"] for arm in POOL_ARMS):
+            return stored  # a seed stored before an arm was added is measured again, whole
     started = time.perf_counter()
     study = compose_config([], config_name="study")
     steps, settings = settings_for_steps(
@@ -117,29 +116,6 @@ def run_seed(args, seed: int, work: Path) -> dict:
     discriminator = load_classifier(gan_file)
     gan_labels = discriminator.label(pool)[0]
     vary = one_variation(Augmenter.load("omniglot"), seed)
-    if stored is not None:  # stored before (q) and (r) were measured: its arms stand, they join them
-        chosen = json.loads(json.dumps(record["classical_choice"]["setting"]))  # as the JSON holds it
-        if stored["classical_choice"]["setting"] != chosen:
-            raise SystemExit(f"{record_file}: (b)'s tuning chooses differently now; delete it to rerun")
-        fit_b = with_copies(fit, copies, (images, labels))
-        added = gan_arms(
-            (images, labels),
-            pool,
-            (test_images, test_labels),
-            gan_labels,
-            fit_b,
-            predict,
-            accuracy,
-            stored["self_training"]["threshold"],
-            vary,
-            say=lambda message: print(f"  {message}", flush=True),
-        )
-        if abs(added["pool_gan"] - stored["arms"]["pool_gan"]) > 1e-9:
-            print(f"  (p) measured again: {added['pool_gan']:.4f}, stored {stored['arms']['pool_gan']:.4f}")
-        stored["arms"] = {**added, **stored["arms"]}
-        stored["seconds_added_arms"] = time.perf_counter() - started
-        record_file.write_text(json.dumps(stored, indent=1) + "\n")
-        return stored
     record["discriminator"] = float((discriminator.label(test_images)[0] == test_labels).float().mean())
     record["pool_gan_right"] = float((gan_labels == truth).float().mean())
     record.update(
