@@ -37,13 +37,21 @@ class WarmAverage(AveragedModel):
 
     def __init__(self, network: nn.Module, decay: float) -> None:
         self.decay = float(decay)
-        super().__init__(network, avg_fn=self._average, use_buffers=True)
+        # One fused update of every tensor per batch (torch's foreach kernels), not one per tensor: a
+        # per-tensor average was 5% of a semi-supervised step on a 2-core CPU.
+        super().__init__(network, multi_avg_fn=self._average, use_buffers=True)
         self.requires_grad_(False)
 
-    def _average(self, averaged: torch.Tensor, current: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
+    def _average(
+        self, averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor
+    ) -> None:
+        """averaged <- decay * averaged + (1 - decay) * current for one group of tensors of one dtype."""
+        if not averaged[0].is_floating_point():  # counters, if a network has any: the latest value
+            torch._foreach_copy_(averaged, current)
+            return
         n = float(updates)
         decay = min(self.decay, (1.0 + n) / (10.0 + n))
-        return averaged * decay + current * (1.0 - decay)
+        torch._foreach_lerp_(averaged, current, 1.0 - decay)
 
 
 def seed_batch(seed: int, epoch: int, batch: int, rank: int, device: torch.device) -> None:

@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from handwriting_gan.assembly import build
 from handwriting_gan.config import compose_config
 from handwriting_gan.errors import ConfigError
+from handwriting_gan.game.bookkeeping import WarmAverage
 from handwriting_gan.models.classifier_file import load_classifier
 from handwriting_gan.models.ssgan import SSGANConvDiscriminator, SSGANDiscriminator
 from handwriting_gan.train import train
@@ -23,6 +24,26 @@ def hidden_accuracy(classify, datamodule) -> float:
     split = datamodule.label_split()
     images = split.unlabelled.float().div(127.5).sub(1)
     return (classify(images).argmax(1) == datamodule.hidden_labels()).float().mean().item()
+
+
+def test_the_classifier_average_ramps_its_decay_up_and_copies_counters():
+    network = torch.nn.Linear(3, 2)
+    network.register_buffer("steps", torch.tensor(0))
+    average = WarmAverage(network, decay=0.5)
+    expected = None
+    for update in range(6):
+        value = float(update + 1)
+        with torch.no_grad():
+            network.weight.fill_(value)
+        network.steps.fill_(update)
+        average.update_parameters(network)
+        # The first update copies; after n updates the decay is min(0.5, (1 + n) / (10 + n)).
+        n = update
+        decay = min(0.5, (1 + n) / (10 + n))
+        expected = value if expected is None else decay * expected + (1 - decay) * value
+        assert torch.allclose(average.module.weight, torch.full((2, 3), expected))
+        assert int(average.module.steps) == update
+    assert not any(p.requires_grad for p in average.parameters())
 
 
 @pytest.mark.parametrize(
