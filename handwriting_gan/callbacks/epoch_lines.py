@@ -27,7 +27,10 @@ class EpochLines(L.Callback):
         epoch, total = trainer.current_epoch + 1, trainer.max_epochs
         elapsed = time.perf_counter() - self.started
         if epoch == total:
-            say(f"  {self.name}: {total} epochs done in {duration(elapsed)}")
+            resumed = (
+                f" (epochs {self.first + 1}-{total}; it continued from a checkpoint)" if self.first else ""
+            )
+            say(f"  {self.name}: {total} epochs done in {duration(elapsed)}{resumed}")
         elif epoch % max(1, round(self.every * total)) == 0:
             left = elapsed / max(1, epoch - self.first) * (total - epoch)
             say(f"  {self.name}: epoch {epoch} of {total}, about {duration(left)} left")
