@@ -265,9 +265,10 @@ class FolderDataModule(ImageDataModule):
         if self.unlabeled is None:
             return None
         root, files = self.unlabeled, self.pool_files()
-        digest = hashlib.sha256()
+        digest, sizes = hashlib.sha256(), {}
         for name in files:
             stat = (root / name).stat()
+            sizes[name] = stat.st_size
             digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
         key = hashlib.sha256(f"{digest.hexdigest()}\n{self.preprocessing.key}".encode()).hexdigest()
         readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", root.resolve().name) or "pool"
@@ -282,9 +283,16 @@ class FolderDataModule(ImageDataModule):
         conversion = Conversion.cached(
             path, convert, [f"Pool folder {root}"], str(root), self.strict, self.preprocessing, ("pool",)
         )
-        labelled = {file_digest(self.path / name, 64) for name in self.listing().files}
+        # Byte-identical files have equal sizes, so only files whose size the other side shares are read
+        # and hashed: a pool of 59,900 scans costs its stat calls, not 59,900 reads, on every build.
+        kept = [files[int(i)] for i in conversion.kept]
+        labelled_paths = [self.path / name for name in self.listing().files]
+        labelled_sizes = {path: path.stat().st_size for path in labelled_paths}
+        pool_sizes = {sizes[name] for name in kept}
+        labelled = {file_digest(path, 64) for path, size in labelled_sizes.items() if size in pool_sizes}
+        shared = set(labelled_sizes.values())
         unique = torch.tensor(
-            [file_digest(root / files[int(i)], 64) not in labelled for i in conversion.kept]
+            [sizes[name] not in shared or file_digest(root / name, 64) not in labelled for name in kept]
         )
         if not bool(unique.all()):
             log.warning(

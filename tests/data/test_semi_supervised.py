@@ -166,6 +166,23 @@ def test_pool_copies_of_labelled_images_and_junk_are_dropped_and_counted(folders
     assert "Skipped 2 of 9 images" in caplog.text
 
 
+def test_a_pool_image_of_a_labelled_images_size_but_other_bytes_is_kept(folders, tmp_path, caplog):
+    labelled, pool = folders
+    # BMP files of one size in pixels have one size in bytes: equal sizes, different drawings.
+    draw(labelled / "a" / "3.bmp", 40)
+    draw(pool / "other.bmp", 41)
+    (pool / "copy.bmp").write_bytes((labelled / "a" / "3.bmp").read_bytes())
+    assert (pool / "other.bmp").stat().st_size == (labelled / "a" / "3.bmp").stat().st_size
+    assert (pool / "other.bmp").read_bytes() != (labelled / "a" / "3.bmp").read_bytes()
+    datamodule = folder(labelled, pool, tmp_path)
+    with caplog.at_level("WARNING"):
+        split = datamodule.label_split()
+    kept = {datamodule.pool_files()[i] for i in split.source_index.tolist()}
+    assert "other.bmp" in kept and "copy.bmp" not in kept
+    assert len(kept) == 7
+    assert "Dropped 1 pool images byte-identical" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
