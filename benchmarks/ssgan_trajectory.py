@@ -26,7 +26,9 @@ from semi_supervised import converted_test  # noqa: E402
 
 from handwriting_gan.assembly import build  # noqa: E402
 from handwriting_gan.config import compose_config  # noqa: E402
-from handwriting_gan.pool_gan import gan_length, run_overrides  # noqa: E402
+from handwriting_gan.expand.gan import gan_overrides  # noqa: E402
+from handwriting_gan.expand.settings import check_plan, expand_config  # noqa: E402
+from handwriting_gan.pool_gan import gan_length  # noqa: E402
 from handwriting_gan.shell import quiet_dependencies  # noqa: E402
 
 
@@ -70,19 +72,26 @@ def main() -> None:
     if not (labelled.is_dir() and pool.is_dir()):
         sys.exit(f"{folders} has no labelled/ and pool/: run semi_supervised.py --seeds {args.seed} first")
     images, labels = converted_test(args.data_dir, Path(args.work))
-    epochs, _, batch = gan_length(png_count(labelled), png_count(pool), args.batches, 100)
+    # The expand command's own plan and GAN overrides for this seed's folders, as semi_supervised.py
+    # ran it (its cache too), so the GAN trained here is the one `expand` trains. `out` is never written.
+    plan = check_plan(
+        expand_config(
+            {
+                "path": str(labelled),
+                "unlabeled": str(pool),
+                "out": str(folders / "trajectory_out"),
+                "measure": False,
+                "seed": args.seed,
+                "pool_gan": {"batches": args.batches},
+                "paths": {"cache_dir": str(folders / "cache")},
+            }
+        )
+    )
+    epochs, _, batch = gan_length(
+        png_count(labelled), png_count(pool), plan.pool_gan["batches"], plan.pool_gan["batch_size"]
+    )
     run = Path(args.run or f"/tmp/ssgan_trajectory/{'_'.join(args.overrides) or 'default'}")
-    overrides = [
-        "model=ssgan_mlp",
-        "dataset=folder",
-        f"dataset.path={labelled}",
-        f"dataset.unlabeled={pool}",
-        "dataset.test_fraction=0.0",
-        f"paths.cache_dir={folders / 'cache'}",
-        f"seed={args.seed}",
-        *run_overrides(epochs, batch, "cpu"),
-        *args.overrides,
-    ]
+    overrides = [*gan_overrides(plan, epochs, batch), *args.overrides]
     cfg = compose_config(overrides, run_dir=run)
     L.seed_everything(args.seed, verbose=False)
     trainer, game, datamodule = build(cfg)
