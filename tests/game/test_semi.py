@@ -15,7 +15,7 @@ from handwriting_gan.config import compose_config
 from handwriting_gan.errors import ConfigError
 from handwriting_gan.game.bookkeeping import WarmAverage
 from handwriting_gan.models.classifier_file import load_classifier
-from handwriting_gan.models.ssgan import SSGANConvDiscriminator, SSGANDiscriminator
+from handwriting_gan.models.ssgan import SSGANConvDiscriminator, SSGANDiscriminator, WNLinear
 from handwriting_gan.train import train
 from tests_support import TOY_SEMI, train_in_process
 
@@ -44,6 +44,24 @@ def test_the_classifier_average_ramps_its_decay_up_and_copies_counters():
         assert torch.allclose(average.module.weight, torch.full((2, 3), expected))
         assert int(average.module.steps) == update
     assert not any(p.requires_grad for p in average.parameters())
+
+
+@pytest.mark.parametrize("train_scale", [True, False])
+def test_the_weight_normalised_layer_gives_autograds_outputs_and_gradients(train_scale):
+    # The layer's hand-written backward (models/ssgan.py) against autograd through w = g * v / |v|.
+    torch.manual_seed(0)
+    layer = WNLinear(6, 4, train_scale=train_scale).double()
+    layer(torch.randn(9, 6, dtype=torch.double))  # the data-dependent start sets g and the bias
+    x = torch.randn(5, 6, dtype=torch.double, requires_grad=True)
+    wanted = [x, layer.v, layer.bias] + ([layer.g] if train_scale else [])
+    out = layer(x)
+    weight = layer.v * (layer.g / layer.v.norm(dim=1)).unsqueeze(1)
+    plain = torch.nn.functional.linear(x, weight, layer.bias)
+    grad = torch.randn_like(out)
+    assert torch.allclose(out, plain)
+    got, expected = torch.autograd.grad(out, wanted, grad), torch.autograd.grad(plain, wanted, grad)
+    for mine, autograds in zip(got, expected, strict=True):
+        assert torch.allclose(mine, autograds)
 
 
 @pytest.mark.parametrize(
