@@ -7,9 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +30,12 @@ log = logging.getLogger(__name__)
 NAMED = 3
 # A long conversion says how far it is at most this often.
 PROGRESS_SECONDS = 15.0
+# Sets of at least this many image files are converted by several processes: below it, starting them
+# (a second or two) would cost more than the conversion gains.
+PARALLEL_FROM = 2000
+# Files a worker converts per task: few enough for regular progress lines, many enough to keep the
+# workers' messages a small share of their time.
+CHUNK = 256
 
 
 @dataclass
@@ -190,12 +201,12 @@ def convert_characters(
     naming the set `what`."""
     images, labels, kept, skipped = [], [], [], []
     progress = _Progress(len(files), what)
-    for index, (name, label, source) in enumerate(files):
-        try:
-            images.append(settings.convert(source, name))
-        except NotACharacter as error:
-            skipped.append((name, int(label), error.reason))
+    results = _each_converted(files, settings)
+    for index, ((name, label, _), result) in enumerate(zip(files, results, strict=True)):
+        if isinstance(result, str):
+            skipped.append((name, int(label), result))
         else:
+            images.append(result)
             labels.append(int(label))
             kept.append(index)
         progress.step(index + 1)
@@ -206,6 +217,41 @@ def convert_characters(
         torch.tensor(kept, dtype=torch.int64),
         skipped,
     )
+
+
+def _each_converted(
+    files: Sequence[tuple[str, int, Source]], settings: Preprocessing
+) -> Iterator[np.ndarray | str]:
+    """Each file's image, or the reason it cannot be a character, in order. A set of at least
+    PARALLEL_FROM files on disk is converted by as many worker processes as torch has threads (the cores
+    the command was given): one image takes a few milliseconds of Python and numpy, and MNIST's pool of
+    59,900 PNGs took 195 s in one process, 97 s in two, on a 2-core CPU."""
+    workers = min(torch.get_num_threads(), os.cpu_count() or 1)
+    on_disk = all(isinstance(source, str | os.PathLike) for _, _, source in files)
+    # Forked workers, as torch's DataLoader starts them on Linux. Spawned ones (the default elsewhere)
+    # would run the caller's script again, which fails in a script without a __main__ guard.
+    forks = "fork" in multiprocessing.get_all_start_methods() and sys.platform.startswith("linux")
+    if workers < 2 or len(files) < PARALLEL_FROM or not on_disk or not forks:
+        return (_convert_one(settings, name, source) for name, _, source in files)
+    return _in_workers(files, settings, workers)
+
+
+def _in_workers(
+    files: Sequence[tuple[str, int, Source]], settings: Preprocessing, workers: int
+) -> Iterator[np.ndarray | str]:
+    # The workers only read files with Pillow and numpy: none of the locks or thread pools of torch that
+    # a fork copies mid-work is used in them.
+    names = [name for name, _, _ in files]
+    sources = [os.fspath(source) for _, _, source in files]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield from pool.map(partial(_convert_one, settings), names, sources, chunksize=CHUNK)
+
+
+def _convert_one(settings: Preprocessing, name: str, source: Source) -> np.ndarray | str:
+    try:
+        return settings.convert(source, name)
+    except NotACharacter as error:
+        return error.reason
 
 
 class _Progress:

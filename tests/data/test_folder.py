@@ -15,8 +15,10 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image, ImageDraw, ImageOps
 
-from handwriting_gan.data.conversion import report_path
+from handwriting_gan.data import conversion
+from handwriting_gan.data.conversion import convert_characters, report_path
 from handwriting_gan.data.folder import FolderDataModule
+from handwriting_gan.data.preprocess import Preprocessing
 from handwriting_gan.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -493,6 +495,37 @@ def test_images_that_cannot_be_characters_are_skipped_counted_and_listed(tmp_pat
     refuse_to_read(monkeypatch)
     again, _, warnings_again = load_with_warnings(data, cache, caplog)
     assert torch.equal(again, images) and warnings_again == warnings
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
+def test_worker_processes_convert_a_large_set_exactly_as_one_process_does(tmp_path, monkeypatch):
+    data = make_folder(tmp_path / "data", {"L": 3, "O": 2})
+    junk(data)
+    files = [
+        (str(path), label, path)
+        for label, name in enumerate("LO")
+        for path in sorted((data / name).iterdir())
+    ]
+    settings = Preprocessing((28, 28))
+    alone = convert_characters(files, settings, "one process")
+    workers = []
+    real_in_workers = conversion._in_workers
+    monkeypatch.setattr(conversion, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(conversion, "CHUNK", 2)  # several tasks per worker, so their order counts
+    monkeypatch.setattr(conversion.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(
+        conversion, "_in_workers", lambda *args: workers.append(args[2]) or real_in_workers(*args)
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        parallel = convert_characters(files, settings, "two processes")
+    finally:
+        torch.set_num_threads(threads)
+    assert workers == [2]
+    assert torch.equal(parallel.images, alone.images) and len(alone.images) == 5
+    assert torch.equal(parallel.labels, alone.labels) and torch.equal(parallel.kept, alone.kept)
+    assert parallel.skipped == alone.skipped and len(alone.skipped) == 7
 
 
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
