@@ -230,8 +230,7 @@ def _each_converted(
     on_disk = all(isinstance(source, str | os.PathLike) for _, _, source in files)
     # Forked workers, as torch's DataLoader starts them on Linux. Spawned ones (the default elsewhere)
     # would run the caller's script again, which fails in a script without a __main__ guard.
-    forks = "fork" in multiprocessing.get_all_start_methods() and sys.platform.startswith("linux")
-    if workers < 2 or len(files) < PARALLEL_FROM or not on_disk or not forks:
+    if workers < 2 or len(files) < PARALLEL_FROM or not on_disk or not sys.platform.startswith("linux"):
         return (_convert_one(settings, name, source) for name, _, source in files)
     return _in_workers(files, settings, workers)
 
