@@ -5,21 +5,22 @@ For each seed (a label draw): the MNIST training split is written as two folders
 images per class (drawn as `dataset.labels_per_class=K` draws them, by seed) in class folders and every
 other training image, unlabelled, in one flat pool folder; then `python -m handwriting_gan.expand
 path=<labelled> unlabeled=<pool> out=<out> measure=false` runs in its own process (its progress lines on
-this console). Rows: the command's wall time and peak memory (resident set of the process); the test
-error of the classifier it leaves (out/classifier.pt) on MNIST's 10,000 test images, written as PNGs and
-read with the folder preprocessing that the labelled folder and the pool went through, as a user's next
-scans would be; the share of the pool labelled right; and the speed of labelling (images per second,
-after a warm-up). The test split is only scored, never used to choose.
+this console). Rows: the command's wall time and peak memory (resident set of the process and its
+workers); the test error of the classifier it leaves (out/classifier.pt) on MNIST's 10,000 test images,
+written as PNGs and read with the folder preprocessing that the labelled folder and the pool went
+through, as a user's next scans would be; the share of the pool labelled right; and the speed of
+labelling (images per second, after a warm-up). The test split is only scored, never used to choose.
 
 Usage: python benchmarks/semi_supervised.py [--data-dir ../shared/data] [--labels 10] [--seeds 0 1 2]
-       [--batches 30000] [--work /tmp/semi] [--threads 2]
+       [--batches 30000] [--work /tmp/semi] [--threads 2] [-- <expand overrides, e.g.
+       pool_gan.lr_decay_fraction=1.0>]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=30000)
     parser.add_argument("--work", default="/tmp/hwgan_semi_supervised")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("overrides", nargs="*", help="more expand overrides, after --")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     test = converted_test(args.data_dir, Path(args.work))
@@ -103,7 +105,7 @@ def main() -> None:
     )
     print(
         f"MNIST, {args.labels} labels per class, the rest of the training split as the pool; "
-        f"pool_gan.batches={args.batches}\n"
+        f"pool_gan.batches={args.batches}{''.join(' ' + o for o in args.overrides)}\n"
     )
     print(
         "| seed | expand wall time | peak memory | classifier test error | pool labelled right "
@@ -128,12 +130,18 @@ def main() -> None:
             f"pool_gan.batches={args.batches}",
             f"threads={args.threads}",
             f"paths.cache_dir={root / 'cache'}",
+            *args.overrides,
         ]
         started = time.perf_counter()
         # The command's progress lines (its stderr) show on this console; the table is on stdout.
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        # This seed's command's own peak (with its conversion workers), not the largest of all seeds so
+        # far as getrusage(RUSAGE_CHILDREN) would give.
+        _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB -> GiB
+        if os.waitstatus_to_exitcode(status):
+            raise SystemExit(f"the expand command of seed {seed} failed: {' '.join(command)}")
+        peak = usage.ru_maxrss / 2**20  # KiB -> GiB
         classifier = load_classifier(out / "classifier.pt")
         images, labels = test
         error = (classifier.label(images)[0] != labels).float().mean().item()
